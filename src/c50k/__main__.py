@@ -1,0 +1,3 @@
+from c50k.cli import main
+
+main()

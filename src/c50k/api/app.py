@@ -1,0 +1,83 @@
+"""The composition root: `create_app(settings)` builds the app; its lifespan opens every pool
+and client on start and closes them in reverse order. Nothing connects at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from c50k import __version__
+from c50k.api.errors import install_error_handlers
+from c50k.api.middleware import CloseWhileDraining
+from c50k.api.routes import router
+from c50k.api.services import Services
+from c50k.cache.memory import MemoryCache
+from c50k.cache.readthrough import ReadThroughCache
+from c50k.items.service import ItemService
+from c50k.items.sources import SourceChain
+from c50k.runtime.lifecycle import Lifecycle
+from c50k.settings import Settings
+from c50k.store.factory import open_store
+from c50k.upstream.client import UpstreamClient
+
+logger = logging.getLogger(__name__)
+
+
+async def open_services(
+    settings: Settings, lifecycle: Lifecycle, stack: AsyncExitStack
+) -> Services:
+    """Open every tier; `stack` closes them in reverse order."""
+    store = await open_store(settings.store)
+    stack.push_async_callback(store.close)
+
+    upstream: UpstreamClient | None = None
+    if settings.upstream.url is not None:
+        upstream = UpstreamClient(settings.upstream)
+        await upstream.open()
+        stack.push_async_callback(upstream.close)
+
+    sources = SourceChain(store, upstream)
+    cache: ReadThroughCache | None = None
+    if settings.cache.enabled:
+        memory = MemoryCache(
+            max_items=settings.cache.max_items,
+            ttl=settings.cache.ttl_seconds,
+            negative_ttl=settings.cache.negative_ttl_seconds,
+        )
+        cache = ReadThroughCache(memory, sources.load)
+    items = ItemService(store, sources, cache, settings.request.deadline_seconds)
+    return Services(settings, lifecycle, store, upstream, cache, items)
+
+
+def create_app(settings: Settings | None = None, lifecycle: Lifecycle | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.services = await open_services(settings, lifecycle, stack)
+            logger.info(
+                "serving: store=%s cache=%s upstream=%s",
+                settings.store.backend,
+                "on" if settings.cache.enabled else "off",
+                settings.upstream.url or "none",
+            )
+            yield
+
+    app = FastAPI(
+        title="c50k",
+        version=__version__,
+        summary="An aggregation API built to hold 50,000+ concurrent requests.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.lifecycle = lifecycle
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(CloseWhileDraining, lifecycle=lifecycle)
+    return app

@@ -1,0 +1,53 @@
+"""The in-process cache layer: bounded by entries (least recently used goes), and by age.
+
+Found items live `ttl` seconds; "not found" answers live the shorter `negative_ttl`, so a
+burst of reads of a missing id costs one lookup, and a new item shows up soon after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cachetools import TLRUCache
+
+from c50k.store.base import ItemJson
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    # None records that no source has the item (negative caching).
+    body: ItemJson | None
+
+
+class MemoryCache:
+    def __init__(
+        self,
+        max_items: int,
+        ttl: float,
+        negative_ttl: float,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._entries: TLRUCache[int, Entry] = TLRUCache(
+            maxsize=max_items, ttu=self._expires_at, timer=timer
+        )
+
+    def _expires_at(self, _key: int, entry: Entry, now: float) -> float:
+        return now + (self._ttl if entry.body is not None else self._negative_ttl)
+
+    def get(self, key: int) -> Entry | None:
+        return self._entries.get(key)
+
+    def set(self, key: int, entry: Entry) -> None:
+        if entry.body is None and self._negative_ttl <= 0:
+            return
+        self._entries[key] = entry
+
+    def delete(self, key: int) -> None:
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,107 @@
+"""The `c50k` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from c50k import __version__
+from c50k.settings import Settings
+
+app = typer.Typer(
+    name="c50k",
+    help="A Python service stack that holds 50,000+ concurrent requests, and proves it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"c50k {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Every setting comes from C50K_* environment variables (docs/configuration.md);
+    command-line flags override them."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(f"c50k: invalid configuration:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [C50K_SERVER_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind [C50K_SERVER_PORT].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes [C50K_SERVER_WORKERS].")
+    ] = None,
+) -> None:
+    """Serve the API: gunicorn managing uvicorn workers (uvloop + httptools).
+
+    SIGTERM drains (/ready turns 503, then in-flight requests finish); SIGINT stops at once;
+    SIGHUP reloads the workers gracefully.
+    """
+    from c50k.runtime.serving import serve as run_server  # noqa: PLC0415 -- keep --help fast.
+
+    settings = load_settings()
+    overrides = {"host": host, "port": port, "workers": workers}
+    server = settings.server.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    run_server(settings.model_copy(update={"server": server}))
+
+
+@app.command()
+def upstream(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 9000,
+    posts: Annotated[int, typer.Option(min=0, help="Ids 1..N exist; others answer 404.")] = 100,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Delay before each answer.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(min=0, help="Random extra delay, 0..N.")] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of answers with --status.")
+    ] = 0.0,
+    status: Annotated[
+        int | None,
+        typer.Option(min=100, max=599, help="Status of failed answers; alone, fails them all."),
+    ] = None,
+    invalid_json: Annotated[bool, typer.Option(help="Answer posts with broken JSON.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of the failure dice.")] = None,
+) -> None:
+    """Run a mock upstream API (JSONPlaceholder-style GET /posts/{id}) with /stats and /control."""
+    from c50k.upstream.mock import Behaviour, run  # noqa: PLC0415 -- keep --help fast.
+
+    if status is not None and error_rate == 0:
+        error_rate = 1.0
+    behaviour = Behaviour(
+        posts=posts,
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        error_rate=error_rate,
+        status=status if status is not None else 500,
+        invalid_json=invalid_json,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger(__name__).info("mock upstream on http://%s:%d/posts/{id}", host, port)
+    run(host, port, behaviour, seed)
+
+
+def main() -> None:
+    app()

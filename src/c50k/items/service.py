@@ -1,0 +1,133 @@
+"""The aggregate read and the writes of items, over the cache and the source chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import orjson
+
+from c50k.cache.readthrough import ReadThroughCache
+from c50k.exceptions import C50kError
+from c50k.items import outcomes
+from c50k.items.sources import SourceChain
+from c50k.settings import MAX_ITEM_ID
+from c50k.store.base import ItemJson, ItemStore, Page
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    body: ItemJson  # The item, or its error object.
+    resolved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    main: Side
+    related: Side
+
+    @property
+    def complete(self) -> bool:
+        return self.main.resolved and self.related.resolved
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "main_item": orjson.Fragment(self.main.body),
+                "related_item": orjson.Fragment(self.related.body),
+            }
+        )
+
+
+class ItemService:
+    def __init__(
+        self,
+        store: ItemStore,
+        sources: SourceChain,
+        cache: ReadThroughCache | None,
+        deadline_seconds: float,
+    ) -> None:
+        self._store = store
+        self._sources = sources
+        self._cache = cache
+        self._deadline = deadline_seconds
+
+    async def aggregate(self, item_id: int) -> Aggregate:
+        """Item `item_id` and its related item `item_id + 1`, resolved concurrently.
+
+        Each side fails on its own: its error object stands in and the other side is kept.
+        Both together take at most the request deadline.
+        """
+        main_id, related_id = item_id, item_id + 1
+        # Hot path: both sides cached means no task, no await, no timer.
+        main = self._cached(main_id)
+        related = self._cached(related_id) if related_id <= MAX_ITEM_ID else _NOT_FOUND
+        if main is not None and related is not None:
+            return Aggregate(main, related)
+
+        pending: dict[str, asyncio.Task[Side]] = {}
+        if main is None:
+            pending["main"] = asyncio.ensure_future(self._side(main_id))
+        if related is None:
+            pending["related"] = asyncio.ensure_future(self._side(related_id))
+        await asyncio.wait(pending.values(), timeout=self._deadline)
+        results = {name: _result_or_timeout(task) for name, task in pending.items()}
+        return Aggregate(main or results["main"], related or results["related"])
+
+    async def get(self, item_id: int) -> ItemJson:
+        if self._cache is not None:
+            return await self._cache.get(item_id)
+        return await self._sources.load(item_id)
+
+    async def put(self, item_id: int, body: ItemJson) -> None:
+        try:
+            await self._store.put(item_id, body)
+        finally:
+            # Even when the write failed: it may have committed before the error arrived.
+            self._invalidate(item_id)
+
+    async def delete(self, item_id: int) -> bool:
+        try:
+            return await self._store.delete(item_id)
+        finally:
+            self._invalidate(item_id)
+
+    async def page(self, after: int, limit: int) -> Page:
+        return await self._store.page(after, limit)
+
+    def _invalidate(self, item_id: int) -> None:
+        if self._cache is not None:
+            self._cache.invalidate(item_id)
+
+    def _cached(self, item_id: int) -> Side | None:
+        if self._cache is None:
+            return None
+        entry = self._cache.peek(item_id)
+        if entry is None:
+            return None
+        return Side(entry.body, True) if entry.body is not None else _NOT_FOUND
+
+    async def _side(self, item_id: int) -> Side:
+        try:
+            return Side(await self.get(item_id), True)
+        except C50kError as exc:
+            # Expected failures (not found, upstream, store): the error object says it all.
+            return Side(outcomes.error_object(exc), False)
+        except Exception:
+            logger.exception("resolving item %d failed", item_id)
+            return Side(outcomes.UNEXPECTED, False)
+
+
+_NOT_FOUND = Side(outcomes.NOT_FOUND, False)
+_TIMED_OUT = Side(outcomes.UNAVAILABLE, False)
+
+
+def _result_or_timeout(task: asyncio.Task[Side]) -> Side:
+    if task.done():
+        return task.result()
+    # Past the deadline. Cancelling the side does not cancel a shared cache load.
+    task.cancel()
+    return _TIMED_OUT

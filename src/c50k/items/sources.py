@@ -1,0 +1,26 @@
+"""Where an item comes from, in order: the item store, then the upstream API (if configured)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from c50k.exceptions import ItemNotFound
+from c50k.store.base import ItemJson, ItemStore
+
+
+class Upstream(Protocol):
+    async def fetch(self, item_id: int) -> ItemJson: ...
+
+
+class SourceChain:
+    def __init__(self, store: ItemStore, upstream: Upstream | None) -> None:
+        self._store = store
+        self._upstream = upstream
+
+    async def load(self, item_id: int) -> ItemJson:
+        body = await self._store.get(item_id)
+        if body is not None:
+            return body
+        if self._upstream is None:
+            raise ItemNotFound(item_id)
+        return await self._upstream.fetch(item_id)

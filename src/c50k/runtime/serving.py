@@ -1,0 +1,66 @@
+"""`c50k serve`: gunicorn's master process managing C50kWorker processes, from settings."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from c50k.settings import Settings
+
+WORKER_CLASS = "c50k.runtime.worker.C50kWorker"
+
+logger = logging.getLogger(__name__)
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    server = settings.server
+    return {
+        "bind": [f"{server.host}:{server.port}"],
+        "workers": server.workers,
+        "worker_class": WORKER_CLASS,
+        # Becomes uvicorn's limit_concurrency in C50kWorker.
+        "worker_connections": server.connection_budget(settings.upstream.max_connections),
+        "backlog": server.backlog,
+        "keepalive": server.keepalive_seconds,  # gunicorn takes whole seconds.
+        "timeout": server.worker_timeout_seconds,
+        # gunicorn kills a worker this long after SIGTERM: the drain, then in-flight requests,
+        # then closing pools must all fit.
+        "graceful_timeout": math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 2,
+        "max_requests": server.max_requests,
+        "max_requests_jitter": server.max_requests_jitter,
+        "reuse_port": server.reuse_port,
+        "accesslog": "-" if server.access_log else None,
+        "errorlog": "-",
+        "loglevel": settings.log.level,
+        "forwarded_allow_ips": server.forwarded_allow_ips,
+        "proc_name": "c50k",
+        # gunicorn 24+ opens a control socket in $HOME; several instances would share one path.
+        "control_socket_disable": True,
+    }
+
+
+class C50kApplication(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints.
+    """gunicorn embedded: this process is the master, so signals reach it by its own PID."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__(prog="c50k serve")
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Runs in each worker after the fork: every worker opens its own pools.
+        from c50k.api.app import create_app  # noqa: PLC0415 -- not needed by the master.
+
+        return create_app(self.settings)
+
+
+def serve(settings: Settings) -> None:
+    if settings.store.backend == "sqlite":
+        settings.store.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    C50kApplication(settings).run()

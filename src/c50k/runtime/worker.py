@@ -1,0 +1,95 @@
+"""The gunicorn worker c50k runs: uvicorn on uvloop + httptools, with a connection cap and a
+graceful drain.
+
+uvicorn_worker.UvicornWorker passes gunicorn's keepalive, timeout, max_requests and backlog to
+uvicorn, but not `worker_connections`: this subclass is where that setting becomes uvicorn's
+`limit_concurrency`, so a worker over its budget answers 503 at once instead of failing
+accept() with EMFILE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.config import Config
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker
+
+from c50k.runtime.lifecycle import Lifecycle
+from c50k.settings import Settings
+
+
+class DrainingServer(Server):
+    """On the first SIGTERM, mark the app draining (/ready → 503) and keep serving for
+    `drain_seconds`; only then stop accepting and let in-flight requests finish."""
+
+    def __init__(self, config: Config, lifecycle: Lifecycle | None, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._lifecycle = lifecycle
+        self._drain_seconds = drain_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        lifecycle, loop = self._lifecycle, self._loop
+        if (
+            sig != signal.SIGTERM  # SIGTERM: sent by gunicorn's master on a graceful stop.
+            or self._drain_seconds <= 0
+            or lifecycle is None
+            or lifecycle.draining  # A second SIGTERM stops at once.
+            or loop is None
+            or self.should_exit
+        ):
+            super().handle_exit(sig, frame)
+            return
+        lifecycle.begin_drain()
+        # Signal handlers run between bytecodes; schedule through the thread-safe entry point.
+        loop.call_soon_threadsafe(
+            loop.call_later, self._drain_seconds, super().handle_exit, sig, frame
+        )
+
+
+def _settings_of(application: Any) -> Settings:
+    # `c50k serve` hands its Settings over; plain `gunicorn -c python:c50k.runtime.gunicorn_conf`
+    # reads them from the environment like everything else.
+    settings = getattr(application, "settings", None)
+    return settings if isinstance(settings, Settings) else Settings()
+
+
+class C50kWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker ships no type hints.
+    CONFIG_KWARGS: dict[str, Any] = {"loop": "uvloop", "http": "httptools"}  # noqa: RUF012
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # c50k's own log lines go where gunicorn sends its error log, like uvicorn's do.
+        logger = logging.getLogger("c50k")
+        logger.handlers = self.log.error_log.handlers
+        logger.setLevel(self.log.error_log.level)
+        logger.propagate = False
+        settings = _settings_of(self.app)
+        self.config.limit_concurrency = self.cfg.worker_connections
+        self.config.timeout_graceful_shutdown = settings.server.graceful_timeout_seconds
+        self._drain_seconds = settings.server.drain_seconds
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        lifecycle = getattr(getattr(self.wsgi, "state", None), "lifecycle", None)
+        server = DrainingServer(
+            self.config,
+            lifecycle if isinstance(lifecycle, Lifecycle) else None,
+            self._drain_seconds,
+        )
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -1,0 +1,103 @@
+"""Graceful drain on SIGTERM, and the classic locust user against the real service."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from c50k.upstream.mock import post
+from tests.e2e.conftest import Service, Upstream, start_service
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sigterm_drains_then_finishes_in_flight_requests(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.control(latency_ms=1500)
+    service = start_service(
+        tmp_path,
+        upstream.template,
+        {
+            "C50K_SERVER_DRAIN_SECONDS": "1.5",
+            "C50K_UPSTREAM_TIMEOUT_SECONDS": "5",
+            "C50K_REQUEST_DEADLINE_SECONDS": "6",
+        },
+    )
+    try:
+        asyncio.run(_drain_scenario(service))
+        # Drain (1.5 s) + the last slow request: well inside the graceful timeout.
+        assert service.process.wait(timeout=20) == 0
+    finally:
+        upstream.control(latency_ms=0)
+        service.process.stop()
+    log = service.process.log_path.read_text()
+    assert "draining" in log
+    assert "Traceback" not in log
+
+
+async def _drain_scenario(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.url, timeout=20) as http:
+        keep_alive = await http.get("/health")  # Opens a keep-alive connection to reuse below.
+        assert keep_alive.status_code == 200
+        slow_ids = range(80_000, 80_010)
+        slow = [asyncio.create_task(http.get(f"/items/{i}")) for i in slow_ids]
+        await asyncio.sleep(0.5)  # All ten are waiting on the 1.5 s upstream now.
+
+        service.process.send_signal(signal.SIGTERM)  # Sent by an orchestrator to stop the node.
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=service.url, timeout=5) as fresh:
+            ready = await fresh.get("/ready")
+            health = await fresh.get("/health")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "draining"}
+        assert ready.headers["connection"] == "close"
+        assert health.status_code == 200  # Still alive, only leaving rotation.
+
+        for item_id, response in zip(slow_ids, await asyncio.gather(*slow), strict=True):
+            assert response.status_code == 200
+            assert response.json()["main_item"] == post(item_id)
+
+        # Past the drain, the listener is closed: new connections are refused.
+        deadline = time.monotonic() + 10
+        refused = False
+        while time.monotonic() < deadline and not refused:
+            try:
+                async with httpx.AsyncClient(base_url=service.url, timeout=1) as probe:
+                    await probe.get("/health")
+                await asyncio.sleep(0.1)
+            except httpx.ConnectError:
+                refused = True
+        assert refused
+
+
+def test_locust_user_runs_with_zero_failures(service: Service, tmp_path: Path) -> None:
+    prefix = tmp_path / "locust"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "locust",
+            "-f", str(ROOT / "bench" / "locustfile.py"),
+            "--host", service.url,
+            "--headless", "--users", "20", "--spawn-rate", "20", "--run-time", "8s",
+            "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    with open(f"{prefix}_stats.csv", newline="") as stats_file:
+        rows = {row["Name"]: row for row in csv.DictReader(stats_file)}
+    total = rows["Aggregated"]
+    assert int(total["Request Count"]) >= 20
+    assert int(total["Failure Count"]) == 0
+    assert int(rows["/items/{id}"]["Request Count"]) > 0
+    assert int(rows["/health"]["Request Count"]) > 0
