@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -59,11 +60,14 @@ def start_upstream(tmp: Path, *args: str) -> Upstream:
 
 
 def start_service(
-    tmp: Path, upstream_template: str | None, env: Mapping[str, str] | None = None
+    tmp: Path,
+    upstream_template: str | None,
+    env: Mapping[str, str] | None = None,
+    workers: int = 2,
 ) -> Service:
     port = free_port()
     environment = {
-        **dict(__import__("os").environ),
+        **os.environ,
         "C50K_STORE_SQLITE_PATH": str(tmp / f"items-{port}.sqlite3"),
         "C50K_SERVER_DRAIN_SECONDS": "0",
         **({"C50K_UPSTREAM_URL": upstream_template} if upstream_template else {}),
@@ -71,7 +75,7 @@ def start_service(
     }
     process = ManagedProcess(
         "c50k serve",
-        [sys.executable, "-m", "c50k", "serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "c50k", "serve", "--port", str(port), "--workers", str(workers)],
         tmp / f"serve-{port}.log",
         env=environment,
     ).start()

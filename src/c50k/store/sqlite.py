@@ -35,9 +35,12 @@ class SqliteStore:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(self._path, timeout=self._busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(self.name, f"cannot open {self._path}: {exc}") from exc
+        try:
             # WAL: readers never wait for the writer. synchronous=FULL: a write answered 2xx
             # survives a power loss, not only a crash of the process.
             await db.execute("PRAGMA journal_mode=WAL")
@@ -45,7 +48,8 @@ class SqliteStore:
             await db.execute(SCHEMA)
             await db.commit()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(self.name, f"cannot open {self._path}: {exc}") from exc
+            await db.close()
+            raise StoreUnavailable(self.name, f"cannot prepare {self._path}: {exc}") from exc
         self._db = db
 
     async def close(self) -> None:

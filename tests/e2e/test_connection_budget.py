@@ -1,0 +1,53 @@
+"""A worker over its connection budget answers 503 at once instead of running out of files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Upstream, start_service
+
+pytestmark = pytest.mark.e2e
+
+BUDGET = 5
+
+
+def test_connections_beyond_the_budget_get_503_and_service_recovers(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.control(latency_ms=800)
+    service = start_service(
+        tmp_path,
+        upstream.template,
+        {"C50K_SERVER_MAX_CONNECTIONS_PER_WORKER": str(BUDGET), "C50K_CACHE_ENABLED": "false"},
+        workers=1,
+    )
+    try:
+
+        async def crowd() -> tuple[list[httpx.Response], list[httpx.Response]]:
+            limits = httpx.Limits(max_connections=30, max_keepalive_connections=0)
+            async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=10) as h:
+                # BUDGET - 1 slow requests hold connections; then a crowd arrives.
+                held = [asyncio.create_task(h.get(f"/items/{i}")) for i in range(1, BUDGET)]
+                for _ in range(250):  # Up to 5 s for the held requests to reach the upstream.
+                    if upstream.stats()["in_flight"] == 2 * (BUDGET - 1):
+                        break
+                    await asyncio.sleep(0.02)
+                crowd = await asyncio.gather(*(h.get(f"/items/{i}") for i in range(10, 36)))
+                return list(await asyncio.gather(*held)), list(crowd)
+
+        held, refused = asyncio.run(crowd())
+        assert [r.status_code for r in held] == [200] * (BUDGET - 1)
+        assert [r.status_code for r in refused] == [503] * len(refused)
+        assert all(r.headers["connection"] == "close" for r in refused)
+
+        upstream.control(latency_ms=0)
+        after = httpx.get(f"{service.url}/items/1", timeout=10)
+        assert after.status_code == 200
+        assert after.headers["x-items-complete"] == "true"
+    finally:
+        upstream.control(latency_ms=0)
+        service.process.stop()

@@ -1,0 +1,154 @@
+"""The pooled upstream client against the real mock upstream, served in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiohttp import web
+
+from c50k.exceptions import (
+    ItemNotFound,
+    UpstreamInvalidResponse,
+    UpstreamStatusError,
+    UpstreamUnavailable,
+)
+from c50k.settings import UpstreamSettings
+from c50k.stack.process import free_port
+from c50k.upstream.client import UpstreamClient
+from c50k.upstream.mock import BEHAVIOUR, STATS, Behaviour, build_app, post
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[tuple[web.Application, str]]:
+    app = build_app(Behaviour(posts=100), seed=1)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield app, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def client_for(url: str, **settings: float) -> UpstreamClient:
+    client = UpstreamClient(UpstreamSettings(url=f"{url}/posts/{{id}}", **settings))
+    await client.open()
+    return client
+
+
+async def test_fetches_the_post(mock: tuple[web.Application, str]) -> None:
+    _app, url = mock
+    client = await client_for(url)
+    try:
+        assert orjson.loads(await client.fetch(7)) == post(7)
+    finally:
+        await client.close()
+
+
+async def test_connections_are_reused(mock: tuple[web.Application, str]) -> None:
+    app, url = mock
+    client = await client_for(url)
+    try:
+        for i in range(1, 21):
+            await client.fetch(i)
+        headers = app[STATS].last_request_headers
+        assert headers.get("User-Agent") == "c50k"
+    finally:
+        await client.close()
+
+
+async def test_404_is_not_found(mock: tuple[web.Application, str]) -> None:
+    _app, url = mock
+    client = await client_for(url)
+    try:
+        with pytest.raises(ItemNotFound):
+            await client.fetch(101)
+    finally:
+        await client.close()
+
+
+async def test_status_error_carries_status_and_url(mock: tuple[web.Application, str]) -> None:
+    app, url = mock
+    app[BEHAVIOUR].update({"error_rate": 1.0, "status": 503})
+    client = await client_for(url)
+    try:
+        with pytest.raises(UpstreamStatusError) as raised:
+            await client.fetch(1)
+        assert raised.value.status == 503
+        assert raised.value.url == f"{url}/posts/1"
+    finally:
+        await client.close()
+
+
+async def test_invalid_json_is_invalid_response(mock: tuple[web.Application, str]) -> None:
+    app, url = mock
+    app[BEHAVIOUR].update({"invalid_json": True})
+    client = await client_for(url)
+    try:
+        with pytest.raises(UpstreamInvalidResponse, match="invalid JSON"):
+            await client.fetch(1)
+    finally:
+        await client.close()
+
+
+async def test_timeout_is_unavailable(mock: tuple[web.Application, str]) -> None:
+    app, url = mock
+    app[BEHAVIOUR].update({"latency_ms": 500})
+    client = await client_for(url, timeout_seconds=0.05)
+    try:
+        with pytest.raises(UpstreamUnavailable):
+            await client.fetch(1)
+    finally:
+        await client.close()
+
+
+async def test_refused_connection_is_unavailable() -> None:
+    client = await client_for(f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(UpstreamUnavailable):
+            await client.fetch(1)
+    finally:
+        await client.close()
+
+
+async def test_oversized_body_is_invalid_response(mock: tuple[web.Application, str]) -> None:
+    _app, url = mock
+    client = await client_for(url, max_body_bytes=50)
+    try:
+        with pytest.raises(UpstreamInvalidResponse, match="too large"):
+            await client.fetch(1)
+    finally:
+        await client.close()
+
+
+async def test_redirects_are_not_followed() -> None:
+    async def redirect(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("http://elsewhere.invalid/")
+
+    app = web.Application()
+    app.router.add_get("/posts/{id}", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = await client_for(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(UpstreamStatusError) as raised:
+            await client.fetch(1)
+        assert raised.value.status == 302
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_pool_is_bounded(mock: tuple[web.Application, str]) -> None:
+    app, url = mock
+    app[BEHAVIOUR].update({"latency_ms": 50})
+    client = await client_for(url, max_connections=4)
+    try:
+        await asyncio.gather(*(client.fetch(i) for i in range(1, 41)))
+        assert app[STATS].max_in_flight == 4
+    finally:
+        await client.close()
