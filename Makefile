@@ -1,5 +1,5 @@
 # Scripts to rule them all: people and CI use these same targets.
-#   make run    create .venv, install, serve the API on embedded defaults
+#   make run    create .venv, install, seed demo items into an empty store, serve the API
 #   make test   install what tests need (Debian packages too, when root), lint, type-check, test
 #   make lint   ruff format --check, ruff check, mypy --strict
 
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@
 
 run: $(STAMP)
+	$(BIN)/c50k seed --if-empty
 	$(BIN)/c50k serve
 
 system-deps:

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from c50k import __version__
-from c50k.settings import Settings
+from c50k.settings import Settings, configuration_table
 
 app = typer.Typer(
     name="c50k",
@@ -101,6 +101,36 @@ def upstream(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger(__name__).info("mock upstream on http://%s:%d/posts/{id}", host, port)
     run(host, port, behaviour, seed)
+
+
+@app.command()
+def seed(
+    count: Annotated[int, typer.Option(min=1, help="Write demo items 1..N.")] = 100,
+    if_empty: Annotated[bool, typer.Option(help="Only when the store holds no item.")] = False,
+) -> None:
+    """Write demo items (JSONPlaceholder-style posts) into the configured store."""
+    import asyncio  # noqa: PLC0415 -- keep --help fast.
+
+    from c50k.items.seeding import seed_store  # noqa: PLC0415
+
+    written = asyncio.run(seed_store(load_settings().store, count, only_if_empty=if_empty))
+    typer.echo(f"seeded {written} demo items" if written else "store not empty; nothing seeded")
+
+
+config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings (environment applied) as JSON."""
+    typer.echo(load_settings().model_dump_json(indent=2))
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the table of every C50K_* variable (docs/configuration.md holds it)."""
+    typer.echo(configuration_table(), nl=False)
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Environment variables use the `C50K_` prefix and one underscore between the group and the
 field, so `C50K_UPSTREAM_URL` sets `upstream.url` and `C50K_SERVER_WORKERS` sets
-`server.workers`. docs/configuration.md lists every variable.
+`server.workers`. docs/configuration.md lists every variable; `c50k config docs` writes it.
 """
 
 from __future__ import annotations
@@ -28,31 +28,49 @@ def _cpu_count() -> int:
 
 
 class ServerSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    # One asyncio worker per core: the event loop is the unit of parallelism (see BENCHMARKS.md).
-    workers: int = Field(default_factory=_cpu_count, ge=1)
-    # The kernel caps this at net.core.somaxconn.
-    backlog: int = Field(default=4096, ge=64)
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
+    # One asyncio worker per core: the event loop is the unit of parallelism (BENCHMARKS.md).
+    workers: int = Field(
+        default_factory=_cpu_count, ge=1, description="Worker processes (default: CPU count)."
+    )
+    backlog: int = Field(
+        default=4096, ge=64, description="Listen backlog; the kernel caps it at somaxconn."
+    )
     # Longer than any proxy's idle timeout (nginx 60 s, HAProxy's rendered 30 s), so a proxy
     # never reuses a socket the app has just closed.
-    keepalive_seconds: int = Field(default=75, ge=1)
-    # gunicorn kills a worker whose heartbeat is older than this. 30 s killed workers in a
-    # 50,000-connection storm on 2 cores (FINDINGS.md); 300 s did not.
-    worker_timeout_seconds: int = Field(default=300, ge=10)
-    # After SIGTERM, /ready answers 503 this long before the worker stops accepting, so a load
-    # balancer that checks every second with fall 2 takes the node out first.
-    drain_seconds: float = Field(default=3.0, ge=0)
-    # Time for in-flight requests to finish once the worker stops accepting.
-    graceful_timeout_seconds: float = Field(default=30.0, gt=0)
-    max_requests: int = Field(default=0, ge=0)
-    max_requests_jitter: int = Field(default=0, ge=0)
-    reuse_port: bool = True
-    access_log: bool = False
-    # Connections one worker holds before answering 503; None derives it from RLIMIT_NOFILE.
-    max_connections_per_worker: int | None = Field(default=None, ge=1)
-    # Addresses whose X-Forwarded-For is believed. Never "*": a client could spoof its address.
-    forwarded_allow_ips: str = "127.0.0.1"
+    keepalive_seconds: int = Field(
+        default=75, ge=1, description="Idle keep-alive; keep it above the load balancer's."
+    )
+    # 30 s killed workers in a 50,000-connection storm on 2 cores (FINDINGS.md); 300 s did not.
+    worker_timeout_seconds: int = Field(
+        default=300, ge=10, description="gunicorn restarts a worker silent this long."
+    )
+    # fall 2 x inter 1 s at the load balancer: 3 s takes the node out before it stops.
+    drain_seconds: float = Field(
+        default=3.0, ge=0, description="After SIGTERM, /ready answers 503 this long first."
+    )
+    graceful_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Then in-flight requests get this long to finish."
+    )
+    max_requests: int = Field(
+        default=0, ge=0, description="Restart a worker after this many requests (0: never)."
+    )
+    max_requests_jitter: int = Field(
+        default=0, ge=0, description="Random extra requests, so workers restart apart."
+    )
+    reuse_port: bool = Field(default=True, description="SO_REUSEPORT on the listening socket.")
+    access_log: bool = Field(default=False, description="Log every request (costs throughput).")
+    max_connections_per_worker: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections a worker holds before answering 503 "
+        "(default: open-file limit minus upstream pool minus 256).",
+    )
+    # Never "*": uvicorn would believe the leftmost X-Forwarded-For, which the client writes.
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1", description="Proxies whose X-Forwarded-For is believed."
+    )
 
     def connection_budget(self, upstream_connections: int) -> int:
         """Connections a worker accepts before it answers 503 instead of running out of files."""
@@ -65,14 +83,22 @@ class ServerSettings(BaseModel):
 
 
 class UpstreamSettings(BaseModel):
-    # A template such as http://127.0.0.1:9000/posts/{id}; None serves from the store only.
-    url: str | None = None
-    timeout_seconds: float = Field(default=2.0, gt=0)
-    connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    # Keep-alive connections per worker; requests beyond it wait inside timeout_seconds.
-    max_connections: int = Field(default=256, ge=1)
-    keepalive_seconds: float = Field(default=30.0, gt=0)
-    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    url: str | None = Field(
+        default=None,
+        description="Upstream URL template with {id}, e.g. http://127.0.0.1:9000/posts/{id}; "
+        "unset: items come from the store only.",
+    )
+    timeout_seconds: float = Field(default=2.0, gt=0, description="Per upstream call, in total.")
+    connect_timeout_seconds: float = Field(default=1.0, gt=0, description="To connect.")
+    max_connections: int = Field(
+        default=256, ge=1, description="Pooled connections per worker; more calls wait."
+    )
+    keepalive_seconds: float = Field(
+        default=30.0, gt=0, description="Idle pooled connections close after this."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1, description="Larger upstream answers are refused."
+    )
 
     @field_validator("url")
     @classmethod
@@ -87,29 +113,44 @@ class UpstreamSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    # "memory" keeps items in the worker's memory only: for tests and benchmarks, not durable.
-    backend: Literal["sqlite", "memory"] = "sqlite"
-    sqlite_path: Path = Path("var/c50k.sqlite3")
-    sqlite_busy_timeout_seconds: float = Field(default=5.0, gt=0)
+    backend: Literal["sqlite", "memory"] = Field(
+        default="sqlite",
+        description="sqlite: one file, durable. "
+        "memory: per worker, lost on exit (tests, benchmarks).",
+    )
+    sqlite_path: Path = Field(default=Path("var/c50k.sqlite3"), description="The SQLite file.")
+    sqlite_busy_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A writer waits this long for another worker's write."
+    )
 
 
 class CacheSettings(BaseModel):
-    # Off: every read reaches the store and the upstream (the fan-out benchmark needs this).
-    enabled: bool = True
-    ttl_seconds: float = Field(default=10.0, gt=0)
-    negative_ttl_seconds: float = Field(default=2.0, ge=0)
-    max_items: int = Field(default=100_000, ge=1)
+    enabled: bool = Field(
+        default=True,
+        description="false: every read reaches the store and the upstream (no cache, "
+        "no single-flight); the fan-out benchmark uses this.",
+    )
+    ttl_seconds: float = Field(default=10.0, gt=0, description="Found items live this long.")
+    negative_ttl_seconds: float = Field(
+        default=2.0, ge=0, description='"Item not found" lives this long (0: not cached).'
+    )
+    max_items: int = Field(
+        default=100_000, ge=1, description="Entries per worker; least recently used go first."
+    )
 
 
 class RequestSettings(BaseModel):
-    # Total time one GET /items/{id} may spend on both sides together.
-    deadline_seconds: float = Field(default=3.0, gt=0)
-    max_body_bytes: int = Field(default=65_536, ge=1)
-    page_limit_max: int = Field(default=1000, ge=1)
+    deadline_seconds: float = Field(
+        default=3.0, gt=0, description="Total time for both sides of GET /items/{id}."
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1, description="Largest PUT body (413 above).")
+    page_limit_max: int = Field(default=1000, ge=1, description="Largest GET /items page.")
 
 
 class LogSettings(BaseModel):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of gunicorn, uvicorn and c50k."
+    )
 
 
 class Settings(BaseSettings):
@@ -120,12 +161,16 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    server: ServerSettings = ServerSettings()
-    upstream: UpstreamSettings = UpstreamSettings()
-    store: StoreSettings = StoreSettings()
-    cache: CacheSettings = CacheSettings()
-    request: RequestSettings = RequestSettings()
-    log: LogSettings = LogSettings()
+    server: ServerSettings = Field(default_factory=ServerSettings, description="c50k serve")
+    upstream: UpstreamSettings = Field(
+        default_factory=UpstreamSettings, description="The upstream HTTP API"
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings, description="The item store")
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="The in-process cache")
+    request: RequestSettings = Field(
+        default_factory=RequestSettings, description="Limits of one request"
+    )
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging")
 
     @model_validator(mode="after")
     def _deadline_covers_one_call(self) -> Settings:
@@ -135,3 +180,25 @@ class Settings(BaseSettings):
                 f"upstream call's timeout ({self.upstream.timeout_seconds} s)"
             )
         return self
+
+
+def configuration_table() -> str:
+    """docs/configuration.md's table, generated from the fields above so it cannot drift."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for group_name, group in Settings.model_fields.items():
+        model = group.default_factory
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"settings group {group_name} must default to a model")
+        lines.append(f"| **{group.description}** | | |")
+        for name, field in model.model_fields.items():
+            if field.default_factory is not None:
+                default = "derived" if name == "workers" else "(computed)"
+            elif field.default is None:
+                default = "unset"
+            elif isinstance(field.default, bool):
+                default = f"`{str(field.default).lower()}`"
+            else:
+                default = f"`{field.default}`"
+            env = f"`C50K_{group_name.upper()}_{name.upper()}`"
+            lines.append(f"| {env} | {default} | {field.description or ''} |")
+    return "\n".join(lines) + "\n"

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from c50k.items.demo import demo_post as post
 from c50k.stack.process import free_port
-from c50k.upstream.mock import post
 from tests.e2e.conftest import Service, Upstream, start_service
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from c50k.upstream.mock import post
+from c50k.items.demo import demo_post as post
 from tests.e2e.conftest import Service, Upstream, start_service
 
 pytestmark = pytest.mark.e2e

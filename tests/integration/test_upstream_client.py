@@ -15,10 +15,11 @@ from c50k.exceptions import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
+from c50k.items.demo import demo_post as post
 from c50k.settings import UpstreamSettings
 from c50k.stack.process import free_port
 from c50k.upstream.client import UpstreamClient
-from c50k.upstream.mock import BEHAVIOUR, STATS, Behaviour, build_app, post
+from c50k.upstream.mock import BEHAVIOUR, STATS, Behaviour, build_app
 
 
 @pytest.fixture

@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import math
 import resource
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from c50k.runtime.serving import WORKER_CLASS, gunicorn_options
-from c50k.settings import RESERVED_FILES_PER_WORKER, ServerSettings, Settings, UpstreamSettings
+from c50k.settings import (
+    RESERVED_FILES_PER_WORKER,
+    ServerSettings,
+    Settings,
+    UpstreamSettings,
+    configuration_table,
+)
 
 
 def test_environment_sets_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,3 +78,8 @@ def test_gunicorn_options_follow_settings() -> None:
     assert options["graceful_timeout"] == math.ceil(2.5 + 30) + 2  # Drain, in-flight, margin.
     assert options["forwarded_allow_ips"] == "127.0.0.1"
     assert options["accesslog"] is None
+
+
+def test_configuration_page_matches_the_settings() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert configuration_table() in page, "run: c50k config docs, and paste into the page"

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from c50k.items.demo import demo_post
+
 # Ids counted one by one in /stats; beyond this, only the total grows (bounded memory).
 MAX_TRACKED_IDS = 100_000
 
@@ -64,14 +66,6 @@ class Stats:
         }
 
 
-def post(post_id: int) -> dict[str, Any]:
-    """The post with this id: the same bytes every time, about the size of JSONPlaceholder's."""
-    words = ("sunt", "aut", "facere", "repellat", "provident", "occaecati", "excepturi", "optio")
-    title = " ".join(words[(post_id * k) % len(words)] for k in range(1, 7))
-    body = " ".join(words[(post_id + k * 3) % len(words)] for k in range(1, 40))
-    return {"userId": (post_id - 1) // 10 + 1, "id": post_id, "title": title, "body": body}
-
-
 BEHAVIOUR = web.AppKey("behaviour", Behaviour)
 STATS = web.AppKey("stats", Stats)
 RANDOM = web.AppKey("random", random.Random)
@@ -106,7 +100,7 @@ def _answer(behaviour: Behaviour, rng: random.Random, post_id: int) -> web.Respo
         return web.json_response({}, status=404)
     if behaviour.invalid_json:
         return web.Response(body=b'{"id": ', content_type="application/json")
-    return web.Response(body=orjson.dumps(post(post_id)), content_type="application/json")
+    return web.Response(body=orjson.dumps(demo_post(post_id)), content_type="application/json")
 
 
 async def get_stats(request: web.Request) -> web.Response:
