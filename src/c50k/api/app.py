@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from c50k import __version__
 from c50k.api.errors import install_error_handlers
 from c50k.api.middleware import CloseWhileDraining
+from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
 from c50k.api.services import Services
 from c50k.cache.memory import MemoryCache
@@ -21,6 +21,7 @@ from c50k.items.service import ItemService
 from c50k.items.sources import SourceChain
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
+from c50k.store.base import ItemStore
 from c50k.store.factory import open_store
 from c50k.upstream.client import UpstreamClient
 
@@ -28,11 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 async def open_services(
-    settings: Settings, lifecycle: Lifecycle, stack: AsyncExitStack
+    settings: Settings,
+    lifecycle: Lifecycle,
+    stack: AsyncExitStack,
+    store: ItemStore | None = None,
 ) -> Services:
-    """Open every tier; `stack` closes them in reverse order."""
-    store = await open_store(settings.store)
-    stack.push_async_callback(store.close)
+    """Open every tier; `stack` closes them in reverse order. A given `store` is used as is
+    (embedding, tests) and stays open: its owner closes it."""
+    if store is None:
+        store = await open_store(settings.store)
+        stack.push_async_callback(store.close)
 
     upstream: UpstreamClient | None = None
     if settings.upstream.url is not None:
@@ -53,14 +59,19 @@ async def open_services(
     return Services(settings, lifecycle, store, upstream, cache, items)
 
 
-def create_app(settings: Settings | None = None, lifecycle: Lifecycle | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    lifecycle: Lifecycle | None = None,
+    *,
+    store: ItemStore | None = None,
+) -> FastAPI:
     settings = settings if settings is not None else Settings()
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await open_services(settings, lifecycle, stack)
+            app.state.services = await open_services(settings, lifecycle, stack, store)
             logger.info(
                 "serving: store=%s cache=%s upstream=%s",
                 settings.store.backend,
@@ -74,7 +85,7 @@ def create_app(settings: Settings | None = None, lifecycle: Lifecycle | None = N
         version=__version__,
         summary="An aggregation API built to hold 50,000+ concurrent requests.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JsonResponse,
     )
     app.state.lifecycle = lifecycle
     app.include_router(router)

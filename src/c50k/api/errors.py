@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse
 
+from c50k.api.responses import JsonResponse
 from c50k.exceptions import BadRequest, StoreError, StoreUnavailable, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -14,23 +14,23 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
 
 
-async def _bad_request(_request: Request, exc: Exception) -> ORJSONResponse:
+async def _bad_request(_request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, BadRequest)  # noqa: S101 -- registered for this type only.
-    return ORJSONResponse({"detail": exc.message}, status_code=exc.status)
+    return JsonResponse({"detail": exc.message}, status_code=exc.status)
 
 
-async def _unavailable(_request: Request, exc: Exception) -> ORJSONResponse:
+async def _unavailable(_request: Request, exc: Exception) -> JsonResponse:
     logger.warning("dependency unavailable: %s", exc)
-    return ORJSONResponse(
+    return JsonResponse(
         {"detail": "Service temporarily unavailable, retry later"},
         status_code=503,
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
 
 
-async def _internal(_request: Request, exc: Exception) -> ORJSONResponse:
-    logger.error("unhandled error", exc_info=exc)
-    return ORJSONResponse({"detail": "Internal server error"}, status_code=500)
+async def _internal(_request: Request, _exc: Exception) -> JsonResponse:
+    # Starlette re-raises after this answer is sent, so the server logs the traceback once.
+    return JsonResponse({"detail": "Internal server error"}, status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
