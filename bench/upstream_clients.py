@@ -14,6 +14,10 @@ Each run measures the wall time and this process's CPU time (time.process_time),
 that every body is JSON with the right "id". The variants are interleaved over the rounds, in
 a rotated order, so noise on a shared machine hits them all alike. Reported: medians per
 variant, and ratios computed inside each round (side by side) and then the median over rounds.
+
+Every run is bounded in calls and in time: no new call starts after --max-seconds (60 s), and
+calls still in flight get 30 s more. At concurrency 128 the shared httpx client (httpx 0.28.1,
+httpcore 1.0.9) is slow enough to hit that cap; such runs are marked "(time cap)".
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +48,8 @@ from c50k.settings import UpstreamSettings
 from c50k.stack.process import ManagedProcess, free_port, http_ok
 
 START_TIMEOUT = 30.0
+# Calls in flight when the time cap stops new ones get this long to finish.
+HARD_STOP_GRACE = 30.0
 HEADERS = {"User-Agent": "c50k", "Accept": "application/json"}
 # A prime stride: consecutive calls ask for ids far apart, every run a different sequence.
 ID_STRIDE = 7919
@@ -155,27 +162,51 @@ class HttpxPerCall:
 
 
 @dataclass
-class Sample:
-    variant: str
-    round: int
-    calls: int
-    wall_seconds: float
-    cpu_seconds: float
-    upstream_cpu_seconds: float
+class Tally:
+    started: int = 0
     ok: int = 0
     bad_status: int = 0
     bad_body: int = 0
     errors: int = 0
-    timed_out: bool = False
     first_failure: str = ""
-
-    @property
-    def failures(self) -> int:
-        return self.bad_status + self.bad_body + self.errors + (self.calls - self.done)
 
     @property
     def done(self) -> int:
         return self.ok + self.bad_status + self.bad_body + self.errors
+
+    def fail(self, what: str) -> None:
+        if not self.first_failure:
+            self.first_failure = what
+
+
+@dataclass
+class Sample:
+    variant: str
+    round: int
+    planned: int
+    tally: Tally
+    wall_seconds: float
+    cpu_seconds: float
+    upstream_cpu_seconds: float
+    # The time cap stopped new calls before `planned` were made: a shorter run, not a failure.
+    capped: bool = False
+    # The hard stop cancelled calls still in flight: those count as failures.
+    cut_off: bool = False
+    warmup_failures: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.tally.done
+
+    @property
+    def failures(self) -> int:
+        t = self.tally
+        lost = t.started - t.done
+        return t.bad_status + t.bad_body + t.errors + lost + self.warmup_failures
+
+    @property
+    def first_failure(self) -> str:
+        return self.tally.first_failure or ("calls cut off in flight" if self.cut_off else "")
 
     @property
     def calls_per_second(self) -> float:
@@ -188,19 +219,6 @@ class Sample:
     @property
     def upstream_cpu_us_per_call(self) -> float:
         return self.upstream_cpu_seconds / self.done * 1e6 if self.done else float("nan")
-
-
-@dataclass
-class Tally:
-    ok: int = 0
-    bad_status: int = 0
-    bad_body: int = 0
-    errors: int = 0
-    first_failure: str = ""
-
-    def fail(self, what: str) -> None:
-        if not self.first_failure:
-            self.first_failure = what
 
 
 def body_matches(body: bytes, item_id: int) -> bool:
@@ -222,12 +240,23 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def drive(client: Client, base_url: str, ids: list[int], concurrency: int) -> Tally:
-    tally = Tally()
+async def drive(
+    client: Client,
+    base_url: str,
+    ids: list[int],
+    *,
+    concurrency: int,
+    tally: Tally,
+    stop_issuing_at: float,
+) -> None:
+    """Make the calls with `concurrency` tasks; none starts after `stop_issuing_at`."""
     pending = iter(ids)  # Shared by the tasks: one event loop, so no lock is needed.
 
     async def one_task() -> None:
         for item_id in pending:
+            if time.monotonic() >= stop_issuing_at:
+                return
+            tally.started += 1
             try:
                 status, body = await client.get(f"{base_url}/posts/{item_id}")
             except Exception as exc:  # Every failure is counted; none stops the run.
@@ -250,7 +279,6 @@ async def drive(client: Client, base_url: str, ids: list[int], concurrency: int)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return tally
 
 
 def id_sequence(count: int, posts: int, offset: int) -> list[int]:
@@ -263,45 +291,62 @@ async def run_once(
     round_no: int,
     base_url: str,
     upstream_pid: int,
-    calls: int,
+    planned: int,
     args: argparse.Namespace,
 ) -> Sample:
     await client.open()
     try:
         # Untimed warm-up: a shared client opens its pool once per worker, not once per run.
-        warm = id_sequence(min(args.concurrency, calls), args.posts, offset=round_no * 31 + 7)
-        await asyncio.wait_for(drive(client, base_url, warm, args.concurrency), args.max_seconds)
-        ids = id_sequence(calls, args.posts, offset=round_no * 1009)
+        warm = id_sequence(min(args.concurrency, planned), args.posts, offset=round_no * 31 + 7)
+        warm_tally = Tally()
+        async with asyncio.timeout(args.max_seconds + HARD_STOP_GRACE):
+            await drive(
+                client,
+                base_url,
+                warm,
+                concurrency=args.concurrency,
+                tally=warm_tally,
+                stop_issuing_at=time.monotonic() + args.max_seconds,
+            )
+        ids = id_sequence(planned, args.posts, offset=round_no * 1009)
         gc.collect()
         tally = Tally()
-        timed_out = False
+        cut_off = False
         up0, cpu0, wall0 = (
             process_cpu_seconds(upstream_pid),
             time.process_time(),
             time.perf_counter(),
         )
         try:
-            async with asyncio.timeout(args.max_seconds):
-                tally = await drive(client, base_url, ids, args.concurrency)
+            # New calls stop at max_seconds; calls in flight get HARD_STOP_GRACE more.
+            async with asyncio.timeout(args.max_seconds + HARD_STOP_GRACE):
+                await drive(
+                    client,
+                    base_url,
+                    ids,
+                    concurrency=args.concurrency,
+                    tally=tally,
+                    stop_issuing_at=time.monotonic() + args.max_seconds,
+                )
         except TimeoutError:
-            timed_out = True
+            cut_off = True
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         up = process_cpu_seconds(upstream_pid) - up0
     finally:
         await client.close()
+    if warm_tally.first_failure and not tally.first_failure:
+        tally.first_failure = f"warm-up: {warm_tally.first_failure}"
     return Sample(
         variant=client.name,
         round=round_no,
-        calls=calls,
+        planned=planned,
+        tally=tally,
         wall_seconds=wall,
         cpu_seconds=cpu,
         upstream_cpu_seconds=up,
-        ok=tally.ok,
-        bad_status=tally.bad_status,
-        bad_body=tally.bad_body,
-        errors=tally.errors,
-        timed_out=timed_out,
-        first_failure=tally.first_failure or ("run timed out" if timed_out else ""),
+        capped=tally.started < planned,
+        cut_off=cut_off,
+        warmup_failures=len(warm) - warm_tally.ok,
     )
 
 
@@ -315,18 +360,20 @@ async def bench(args: argparse.Namespace, base_url: str, upstream_pid: int) -> l
     samples: list[Sample] = []
     for round_no in range(1, args.rounds + 1):
         shift = (round_no - 1) % len(clients)
-        for client, calls in clients[shift:] + clients[:shift]:
+        for client, planned in clients[shift:] + clients[:shift]:
             sample = await run_once(
                 client=client,
                 round_no=round_no,
                 base_url=base_url,
                 upstream_pid=upstream_pid,
-                calls=calls,
+                planned=planned,
                 args=args,
             )
             samples.append(sample)
             print(
-                f"round {round_no} {sample.variant:<15} {sample.done:>6} calls "
+                f"round {round_no} {sample.variant:<15} {sample.done:>6} calls"
+                + (" (time cap)" if sample.capped else "           ")
+                + " "
                 f"{sample.wall_seconds:7.2f} s  {sample.calls_per_second:9.0f} calls/s  "
                 f"{sample.cpu_us_per_call:8.1f} µs CPU/call  "
                 f"upstream {sample.upstream_cpu_us_per_call:6.1f} µs/call  "
@@ -372,7 +419,8 @@ def report(
         runs = [s for s in samples if s.variant == name]
         speed, cpu = per_round_ratios(samples, base, name) if name != base else (1.0, 1.0)
         print(
-            f"| {name} | {runs[0].calls if runs else 0:,} "
+            f"| {name} | {int(median([float(s.done) for s in runs])):,}"
+            f"{' (time cap)' if any(s.capped for s in runs) else ''} "
             f"| {median([s.calls_per_second for s in runs]):,.0f} "
             f"| {median([s.cpu_us_per_call for s in runs]):,.1f} "
             f"| {median([s.upstream_cpu_us_per_call for s in runs]):,.1f} "
@@ -395,7 +443,9 @@ def report(
         "taken inside each round, then the median over rounds. Each run is preceded by an "
         f"untimed warm-up of {args.concurrency} calls. Concurrency {args.concurrency}. "
         "CPU is this client process only (time.process_time); the mock upstream, an aiohttp "
-        "server on the same cores, is shown apart."
+        "server on the same cores, is shown apart. A run marked (time cap) stopped starting "
+        f"new calls after {args.max_seconds:g} s (--max-seconds) instead of making all "
+        f"{args.calls:,}: its rate is still calls done / wall time."
     )
     print(
         f"Upstream /stats: {upstream_stats.get('requests')} requests, "
@@ -411,6 +461,8 @@ def report(
     print(
         "- libraries: "
         + ", ".join(f"{lib} {version(lib)}" for lib in ("aiohttp", "httpx", "httpcore", "uvloop"))
+        # httpcore 1.0 retries `import sniffio` on every lock it makes when sniffio is absent.
+        + f"; sniffio importable: {'yes' if find_spec('sniffio') else 'no'}"
     )
 
 
@@ -423,7 +475,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--posts", type=int, default=100_000, help="ids 1..N exist upstream")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="bound on one timed run")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="time cap on one run: no new call starts after it (in-flight ones get 30 s)",
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="where the upstream logs")
     args = parser.parse_args(argv)
     for name in ("calls", "per_call_calls", "concurrency", "rounds", "posts"):

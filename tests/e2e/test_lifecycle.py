@@ -101,3 +101,35 @@ def test_locust_user_runs_with_zero_failures(service: Service, tmp_path: Path) -
     assert int(total["Failure Count"]) == 0
     assert int(rows["/items/{id}"]["Request Count"]) > 0
     assert int(rows["/health"]["Request Count"]) > 0
+
+
+def test_sigint_stops_at_once_even_with_requests_in_flight(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.control(latency_ms=5000)
+    service = start_service(tmp_path, upstream.template, {"C50K_CACHE_ENABLED": "false"})
+    try:
+
+        async def in_flight_then_interrupt() -> None:
+            async with httpx.AsyncClient(base_url=service.url, timeout=20) as http:
+                slow = asyncio.create_task(http.get("/items/1"))
+                for _ in range(250):  # Up to 5 s for the request to reach the upstream.
+                    if upstream.stats()["in_flight"]:
+                        break
+                    await asyncio.sleep(0.02)
+                service.process.send_signal(signal.SIGINT)  # Ctrl-C in a terminal.
+                try:
+                    cut = (await slow).status_code
+                except httpx.TransportError:
+                    cut = 0
+                # Cut, not awaited: uvicorn answers a cancelled request 500 (or closes it).
+                # SIGTERM is the graceful stop; SIGINT is for a terminal that wants out now.
+                assert cut in {0, 500}
+
+        asyncio.run(in_flight_then_interrupt())
+        # Far below the graceful timeout (35 s) that a hung worker would wait out.
+        assert service.process.wait(timeout=10) == 0
+    finally:
+        upstream.control(latency_ms=0)
+        service.process.stop()
+    assert "SIGKILL" not in service.process.log_path.read_text()

@@ -58,6 +58,11 @@ class DrainingServer(Server):
             loop.call_later, self._drain_seconds, super().handle_exit, sig, frame
         )
 
+    def quit_now(self) -> None:
+        """Stop accepting, cancel in-flight requests, run the lifespan's shutdown, exit."""
+        self.config.timeout_graceful_shutdown = 0
+        self.should_exit = True
+
 
 def _settings_of(application: Any) -> Settings:
     # `c50k serve` hands its Settings over; plain `gunicorn -c python:c50k.runtime.gunicorn_conf`
@@ -89,7 +94,10 @@ class C50kWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker ships n
             lifecycle if isinstance(lifecycle, Lifecycle) else None,
             self._drain_seconds,
         )
-        self._install_sigquit_handler()
+        # gunicorn's master turns SIGINT (Ctrl-C) into SIGQUIT for its workers: stop now.
+        # UvicornWorker's own handler only clears gunicorn's `alive` flag, which uvicorn never
+        # reads, so the master waited out graceful_timeout and then killed the worker.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, server.quit_now)
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
