@@ -28,7 +28,10 @@ def _cpu_count() -> int:
 
 
 class ServerSettings(BaseModel):
-    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to bind; several, comma-separated (e.g. 127.0.0.1,127.0.0.2).",
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind.")
     # One asyncio worker per core: the event loop is the unit of parallelism (BENCHMARKS.md).
     workers: int = Field(
@@ -71,6 +74,20 @@ class ServerSettings(BaseModel):
     forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Proxies whose X-Forwarded-For is believed."
     )
+
+    @field_validator("host")
+    @classmethod
+    def _addresses_listed(cls, value: str) -> str:
+        addresses = [a.strip() for a in value.split(",")]
+        if not all(addresses):
+            raise ValueError("host must be one address or a comma-separated list of them")
+        return ",".join(addresses)
+
+    @property
+    def binds(self) -> list[str]:
+        return [
+            f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in self.host.split(",")
+        ]
 
     def connection_budget(self, upstream_connections: int) -> int:
         """Connections a worker accepts before it answers 503 instead of running out of files."""

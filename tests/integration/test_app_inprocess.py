@@ -73,3 +73,19 @@ async def test_reads_still_work_when_writes_fail(broken: httpx.AsyncClient) -> N
     response = await broken.get("/items/1")
     assert response.status_code == 200
     assert response.json()["main_item"] == {"error": "Item not found"}
+
+
+async def test_fast_path_and_route_answer_alike() -> None:
+    from c50k.api.routes import get_item  # noqa: PLC0415 -- the route function itself.
+
+    settings = Settings.model_validate({"store": {"backend": "memory"}})
+    store = MemoryStore()
+    await store.put(1, b'{"id":1,"name":"one"}')
+    app = create_app(settings, store=store)
+    async for client in client_for(app):
+        fast = await client.get("/items/1")
+        routed = await get_item(1, app.state.services.items)
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.body
+        assert fast.headers["x-items-complete"] == routed.headers["x-items-complete"] == "false"
+        assert fast.headers["content-type"] == routed.headers["content-type"]

@@ -66,6 +66,13 @@ def test_connection_budget_leaves_room_for_upstream_and_files() -> None:
     assert ServerSettings(max_connections_per_worker=100).connection_budget(256) == 100
 
 
+def test_several_addresses_bind_the_same_port() -> None:
+    server = ServerSettings(host="127.0.0.1, 127.0.0.2,::1", port=8000)
+    assert server.binds == ["127.0.0.1:8000", "127.0.0.2:8000", "[::1]:8000"]
+    with pytest.raises(ValidationError):
+        ServerSettings(host="127.0.0.1,,127.0.0.2")
+
+
 def test_gunicorn_options_follow_settings() -> None:
     settings = Settings.model_validate(
         {"server": {"host": "0.0.0.0", "port": 8123, "workers": 3, "drain_seconds": 2.5}}

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from c50k import __version__
 from c50k.api.errors import install_error_handlers
+from c50k.api.fastpath import ItemsFastPath
 from c50k.api.middleware import CloseWhileDraining
 from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
@@ -91,4 +92,6 @@ def create_app(
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(CloseWhileDraining, lifecycle=lifecycle)
+    # Added last, so it runs first: the hot route skips the rest of the stack.
+    app.add_middleware(ItemsFastPath, state=app.state, lifecycle=lifecycle)
     return app

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BeforeValidator
 
 from c50k.api.bodies import read_json_object
+from c50k.api.fastpath import COMPLETE_HEADER, aggregate_answer
 from c50k.api.services import AppServices, Items
 from c50k.exceptions import BadRequest, C50kError
 from c50k.settings import MAX_ITEM_ID
@@ -84,9 +85,10 @@ async def ready(services: AppServices) -> Response:
     ),
 )
 async def get_item(item_id: ItemId, items: Items) -> Response:
-    aggregate = await items.aggregate(item_id)
-    complete = "true" if aggregate.complete else "false"
-    return _json(aggregate.to_json(), headers={"X-Items-Complete": complete})
+    # Well-formed requests are answered by ItemsFastPath before they get here; this route
+    # validates the rest and documents the endpoint.
+    body, complete = aggregate_answer(await items.aggregate(item_id))
+    return _json(body, headers={COMPLETE_HEADER: complete})
 
 
 @router.put(

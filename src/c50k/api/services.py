@@ -26,13 +26,16 @@ class Services:
     items: ItemService
 
 
-def get_services(request: Request) -> Services:
+# async on purpose: FastAPI runs a plain `def` dependency in a worker thread, and that thread
+# hop cost about a third of the CPU of a cached GET /items/{id} (py-spy, BENCHMARKS.md).
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_items(request: Request) -> ItemService:
-    return get_services(request).items
+async def get_items(request: Request) -> ItemService:
+    services: Services = request.app.state.services
+    return services.items
 
 
 AppServices = Annotated[Services, Depends(get_services)]

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     server = settings.server
     return {
-        "bind": [f"{server.host}:{server.port}"],
+        "bind": server.binds,
         "workers": server.workers,
         "worker_class": WORKER_CLASS,
         # Becomes uvicorn's limit_concurrency in C50kWorker.
