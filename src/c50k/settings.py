@@ -70,6 +70,12 @@ class ServerSettings(BaseModel):
         description="Connections a worker holds before answering 503 "
         "(default: open-file limit minus upstream pool minus 256).",
     )
+    max_in_flight: int = Field(
+        default=1000,
+        ge=0,
+        description="Requests a worker works on at once; more get a fast 503 with "
+        "Retry-After (0: no limit).",
+    )
     # Never "*": uvicorn would believe the leftmost X-Forwarded-For, which the client writes.
     forwarded_allow_ips: str = Field(
         default="127.0.0.1", description="Proxies whose X-Forwarded-For is believed."

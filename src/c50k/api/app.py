@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from c50k import __version__
+from c50k.api.admission import AdmissionControl
 from c50k.api.errors import install_error_handlers
 from c50k.api.fastpath import ItemsFastPath
 from c50k.api.middleware import CloseWhileDraining
@@ -92,6 +93,8 @@ def create_app(
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(CloseWhileDraining, lifecycle=lifecycle)
-    # Added last, so it runs first: the hot route skips the rest of the stack.
+    # Added last, so they run first: the hot route skips the rest of the stack, and admission
+    # control turns excess away before anything else is spent on it.
     app.add_middleware(ItemsFastPath, state=app.state, lifecycle=lifecycle)
+    app.add_middleware(AdmissionControl, max_in_flight=settings.server.max_in_flight)
     return app
