@@ -86,7 +86,7 @@ def upstream(
     seed: Annotated[int | None, typer.Option(help="Seed of the failure dice.")] = None,
 ) -> None:
     """Run a mock upstream API (JSONPlaceholder-style GET /posts/{id}) with /stats and /control."""
-    from c50k.upstream.mock import Behaviour, run  # noqa: PLC0415 -- keep --help fast.
+    from c50k.upstream.mockserver import Behaviour, run  # noqa: PLC0415 -- keep --help fast.
 
     if status is not None and error_rate == 0:
         error_rate = 1.0

@@ -19,18 +19,17 @@ from c50k.items.demo import demo_post as post
 from c50k.settings import UpstreamSettings
 from c50k.stack.process import free_port
 from c50k.upstream.client import UpstreamClient
-from c50k.upstream.mock import BEHAVIOUR, STATS, Behaviour, build_app
+from c50k.upstream.mockserver import Behaviour, MockUpstream, start
 
 
 @pytest.fixture
-async def mock() -> AsyncIterator[tuple[web.Application, str]]:
-    app = build_app(Behaviour(posts=100), seed=1)
-    runner = web.AppRunner(app)
-    await runner.setup()
+async def mock() -> AsyncIterator[tuple[MockUpstream, str]]:
+    upstream = MockUpstream(Behaviour(posts=100), seed=1)
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield app, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    server = await start("127.0.0.1", port, upstream)
+    yield upstream, f"http://127.0.0.1:{port}"
+    server.close()
+    await server.wait_closed()
 
 
 async def client_for(url: str, **settings: float) -> UpstreamClient:
@@ -39,7 +38,7 @@ async def client_for(url: str, **settings: float) -> UpstreamClient:
     return client
 
 
-async def test_fetches_the_post(mock: tuple[web.Application, str]) -> None:
+async def test_fetches_the_post(mock: tuple[MockUpstream, str]) -> None:
     _app, url = mock
     client = await client_for(url)
     try:
@@ -48,19 +47,20 @@ async def test_fetches_the_post(mock: tuple[web.Application, str]) -> None:
         await client.close()
 
 
-async def test_connections_are_reused(mock: tuple[web.Application, str]) -> None:
+async def test_connections_are_reused(mock: tuple[MockUpstream, str]) -> None:
     app, url = mock
     client = await client_for(url)
     try:
         for i in range(1, 21):
             await client.fetch(i)
-        headers = app[STATS].last_request_headers
-        assert headers.get("User-Agent") == "c50k"
+        assert app.stats.connections == 1  # Twenty calls, one after another, one connection.
+        headers = dict(app.stats.last_request_headers)
+        assert headers.get(b"User-Agent") == b"c50k"
     finally:
         await client.close()
 
 
-async def test_404_is_not_found(mock: tuple[web.Application, str]) -> None:
+async def test_404_is_not_found(mock: tuple[MockUpstream, str]) -> None:
     _app, url = mock
     client = await client_for(url)
     try:
@@ -70,9 +70,9 @@ async def test_404_is_not_found(mock: tuple[web.Application, str]) -> None:
         await client.close()
 
 
-async def test_status_error_carries_status_and_url(mock: tuple[web.Application, str]) -> None:
+async def test_status_error_carries_status_and_url(mock: tuple[MockUpstream, str]) -> None:
     app, url = mock
-    app[BEHAVIOUR].update({"error_rate": 1.0, "status": 503})
+    app.behaviour.update({"error_rate": 1.0, "status": 503})
     client = await client_for(url)
     try:
         with pytest.raises(UpstreamStatusError) as raised:
@@ -83,9 +83,9 @@ async def test_status_error_carries_status_and_url(mock: tuple[web.Application, 
         await client.close()
 
 
-async def test_invalid_json_is_invalid_response(mock: tuple[web.Application, str]) -> None:
+async def test_invalid_json_is_invalid_response(mock: tuple[MockUpstream, str]) -> None:
     app, url = mock
-    app[BEHAVIOUR].update({"invalid_json": True})
+    app.behaviour.update({"invalid_json": True})
     client = await client_for(url)
     try:
         with pytest.raises(UpstreamInvalidResponse, match="invalid JSON"):
@@ -94,9 +94,9 @@ async def test_invalid_json_is_invalid_response(mock: tuple[web.Application, str
         await client.close()
 
 
-async def test_timeout_is_unavailable(mock: tuple[web.Application, str]) -> None:
+async def test_timeout_is_unavailable(mock: tuple[MockUpstream, str]) -> None:
     app, url = mock
-    app[BEHAVIOUR].update({"latency_ms": 500})
+    app.behaviour.update({"latency_ms": 500})
     client = await client_for(url, timeout_seconds=0.05)
     try:
         with pytest.raises(UpstreamUnavailable):
@@ -114,7 +114,7 @@ async def test_refused_connection_is_unavailable() -> None:
         await client.close()
 
 
-async def test_oversized_body_is_invalid_response(mock: tuple[web.Application, str]) -> None:
+async def test_oversized_body_is_invalid_response(mock: tuple[MockUpstream, str]) -> None:
     _app, url = mock
     client = await client_for(url, max_body_bytes=50)
     try:
@@ -144,12 +144,12 @@ async def test_redirects_are_not_followed() -> None:
         await runner.cleanup()
 
 
-async def test_pool_is_bounded(mock: tuple[web.Application, str]) -> None:
+async def test_pool_is_bounded(mock: tuple[MockUpstream, str]) -> None:
     app, url = mock
-    app[BEHAVIOUR].update({"latency_ms": 50})
+    app.behaviour.update({"latency_ms": 50})
     client = await client_for(url, max_connections=4)
     try:
         await asyncio.gather(*(client.fetch(i) for i in range(1, 41)))
-        assert app[STATS].max_in_flight == 4
+        assert app.stats.max_in_flight == 4
     finally:
         await client.close()
