@@ -14,6 +14,15 @@ from typing import Any, Literal
 ERROR_KINDS = ("connect", "read", "write", "timeout")
 
 
+class GeneratorError(RuntimeError):
+    """A generator run that produced no usable result; `output` is what the tool printed."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        tail = "\n".join(output.strip().splitlines()[-40:])
+        super().__init__(f"{message}\n--- output (tail) ---\n{tail}" if tail else message)
+        self.output = output
+
+
 @dataclass
 class Histogram:
     """Latency samples in whole microseconds: value → count."""
