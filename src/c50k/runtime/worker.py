@@ -22,8 +22,11 @@ from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from c50k.runtime.acceptor import BatchAcceptor
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the lifespan's startup fails.
 
 
 class DrainingServer(Server):
@@ -39,6 +42,28 @@ class DrainingServer(Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup for gunicorn's sockets, with batch accepting (runtime/acceptor.py)."""
+        if sockets is None:
+            await super().startup(sockets)
+            return
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
+        config, state = self.config, self.server_state
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]  # uvicorn's own call.
+                config=config, server_state=state, app_state=self.lifespan.state
+            )
+
+        loop = asyncio.get_running_loop()
+        acceptors = [BatchAcceptor(loop, sock, create_protocol) for sock in sockets]
+        for acceptor in acceptors:
+            acceptor.start()
+        self.servers = acceptors  # type: ignore[assignment]  # close() and wait_closed() suffice.
+        self.started = True
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         lifecycle, loop = self._lifecycle, self._loop
