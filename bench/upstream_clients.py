@@ -8,7 +8,20 @@ concurrency through each variant:
 
 - aiohttp-shared: one aiohttp.ClientSession, configured as c50k/upstream/client.py does;
 - httpx-shared: one httpx.AsyncClient (Limits max_connections=256);
-- httpx-per-call: a new httpx.AsyncClient per call (the tutorial form), with far fewer calls.
+- httpx-per-call: a new httpx.AsyncClient per call (the tutorial form), with far fewer calls;
+- aiosonic-shared: one aiosonic.HTTPClient (pure Python, asyncio streams);
+- pyreqwest-shared: one pyreqwest Client (Rust reqwest/hyper; Tokio runtime on its own thread);
+- httptools-ref: a reference point, not a product: a minimal keep-alive HTTP/1.1 client written
+  here on asyncio.Protocol + httptools' response parser (RefH1Pool below).
+
+Every shared client gets the pool bound (256), total timeout (2 s), connect timeout (1 s) and
+no redirects of UpstreamSettings' defaults. aiosonic and pyreqwest are candidates, not c50k
+dependencies (`.venv/bin/pip install aiosonic pyreqwest`): a variant whose package is missing
+is skipped, and mypy passes with or without them. rnet 2.4.2 is left out: its pool_max_size
+does not bound the connections in use (64 calls in flight opened 64 connections with 8).
+aiosonic 1.3.3 is measured but unsafe for the service: after a call times out on a reused
+keep-alive connection, that connection goes back to the pool and the next call on it reads
+the late answer to the timed-out one (another id's body).
 
 Each run measures the wall time and this process's CPU time (time.process_time), and checks
 that every body is JSON with the right "id". The variants are interleaved over the rounds, in
@@ -33,19 +46,26 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib.metadata import version
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
 
 import aiohttp
+import httptools
 import httpx
 import orjson
 import uvloop
 
 from c50k.settings import UpstreamSettings
 from c50k.stack.process import ManagedProcess, free_port, http_ok
+
+if TYPE_CHECKING:
+    # Candidates, not c50k dependencies: each is imported when its variant opens, and a variant
+    # whose package is missing is skipped. Without the package mypy sees Any, hence the ignores.
+    from pyreqwest.client import Client as PyreqwestClient  # type: ignore[import-not-found,unused-ignore]
 
 START_TIMEOUT = 30.0
 # Calls in flight when the time cap stops new ones get this long to finish.
@@ -159,6 +179,274 @@ class HttpxPerCall:
 
     async def close(self) -> None:
         return None
+
+
+class PyreqwestShared:
+    """One pyreqwest Client (Rust reqwest/hyper on a Tokio runtime thread), same limits."""
+
+    name = "pyreqwest-shared"
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._settings = settings
+        self._client: PyreqwestClient | None = None
+
+    async def open(self) -> None:
+        from pyreqwest.client import ClientBuilder  # noqa: PLC0415 -- optional candidate
+
+        s = self._settings
+        self._client = (
+            ClientBuilder()
+            # Bounds requests in flight, so connections in use; idle ones are bounded apart.
+            .max_connections(s.max_connections)
+            .pool_max_idle_per_host(s.max_connections)
+            .pool_idle_timeout(timedelta(seconds=s.keepalive_seconds))
+            .timeout(timedelta(seconds=s.timeout_seconds))
+            .connect_timeout(timedelta(seconds=s.connect_timeout_seconds))
+            .follow_redirects(False)
+            .error_for_status(False)
+            .user_agent(HEADERS["User-Agent"])
+            .default_headers({"Accept": HEADERS["Accept"]})
+            .no_proxy()
+            .build()
+        )
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        if self._client is None:
+            raise RuntimeError("not open")
+        response = await self._client.get(url).build().send()
+        body = await response.bytes()
+        # pyreqwest's Bytes is a buffer; orjson wants bytes (or a memoryview), as the service does.
+        return response.status, body.to_bytes()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+class AiosonicShared:
+    """One aiosonic HTTPClient (pure Python on asyncio streams), same limits.
+
+    aiosonic ships no type hints: its values are Any inside this class and typed at its edges.
+    """
+
+    name = "aiosonic-shared"
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self._settings = settings
+        self._client: Any = None
+
+    async def open(self) -> None:
+        # Ships no type hints (no py.typed): untyped when installed, not found when not.
+        from aiosonic import HTTPClient, connectors, pools, timeout  # type: ignore[import-untyped,import-not-found,unused-ignore]  # noqa: PLC0415
+
+        s = self._settings
+        connector = connectors.TCPConnector(
+            pool_configs={
+                ":default": pools.PoolConfig(
+                    size=s.max_connections,
+                    # Like aiohttp: no recycling after N requests; idle ones close at keepalive.
+                    max_conn_requests=None,
+                    max_conn_idle_ms=int(s.keepalive_seconds * 1000),
+                )
+            },
+            timeouts=timeout.Timeouts(
+                sock_connect=s.connect_timeout_seconds,
+                sock_read=None,
+                pool_acquire=None,
+                request_timeout=s.timeout_seconds,
+            ),
+        )
+        self._client = HTTPClient(
+            connector=connector, handle_cookies=False, follow=False, trust_env=False
+        )
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        if self._client is None:
+            raise RuntimeError("not open")
+        response = await self._client.get(url, headers=HEADERS)
+        status: int = response.status_code
+        body: bytes = await response.content()
+        return status, body
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+
+# What RefH1Pool puts in a request line as it is: no space, control or non-ASCII character.
+_SAFE_PATH = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/?=&%+,;:@!$'()*"
+)
+
+
+class _H1Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of RefH1Pool: one request at a time."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._body: list[bytes] = []
+        self.usable = False
+        self.got_bytes = False  # of the current response
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A TCP transport (uvloop's is not an asyncio.Transport subclass, but has its methods).
+        self._transport = cast(asyncio.Transport, transport)
+        self.usable = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.usable = False
+        self._fail(ConnectionResetError(f"upstream closed the connection: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ConnectionError(f"invalid HTTP response: {exc}"))
+            self.abort()
+
+    # httptools callbacks
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        body, self._body = b"".join(self._body), []
+        if not self._parser.should_keep_alive():
+            self.usable = False
+        if waiter is None:  # An answer nobody asked for: the connection can't be trusted.
+            self.abort()
+        elif not waiter.done():
+            waiter.set_result((self._parser.get_status_code(), body))
+
+    def send(
+        self, request: bytes, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        if self._transport is None:
+            raise RuntimeError("not connected")
+        self._waiter = waiter = loop.create_future()
+        self.got_bytes = False
+        self._transport.write(request)
+        return waiter
+
+    def expire(self) -> None:
+        self._fail(TimeoutError("upstream call timed out"))
+        self.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def abort(self) -> None:
+        self.usable = False
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class RefH1Pool:
+    """Reference point, not a product: a minimal keep-alive HTTP/1.1 client for one origin.
+
+    asyncio.Protocol + httptools' response parser; a LIFO pool of idle connections; at most
+    max_connections in use (a semaphore); a total deadline per call (pool wait, connect,
+    exchange) and a connect timeout; redirects are returned, not followed; a GET on a reused
+    connection that closed before any byte of its answer is sent once more on another.
+    Failures raise OSError (ConnectionError) or TimeoutError. No TLS, no proxies, no
+    decompression, no body-size cap, identity bodies by Content-Length or chunked only.
+    """
+
+    name = "httptools-ref"
+
+    def __init__(self, settings: UpstreamSettings, origin: str) -> None:
+        parts = urlsplit(origin)
+        if parts.scheme != "http" or parts.hostname is None or parts.path not in {"", "/"}:
+            raise ValueError(f"an http://host[:port] origin, not {origin!r}")
+        self._settings = settings
+        self._origin = f"http://{parts.netloc}"
+        self._host, self._port = parts.hostname, parts.port or 80
+        self._tail = (
+            f" HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: {HEADERS['User-Agent']}\r\n"
+            f"Accept: {HEADERS['Accept']}\r\n\r\n"
+        ).encode("latin-1")
+        self._idle: list[_H1Connection] = []
+        self._slots: asyncio.Semaphore | None = None
+
+    async def open(self) -> None:
+        self._slots = asyncio.Semaphore(self._settings.max_connections)
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        slots = self._slots
+        if slots is None:
+            raise RuntimeError("not open")
+        request = self._request(url)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.timeout_seconds
+        if slots.locked():
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        else:
+            await slots.acquire()  # Returns at once, without yielding.
+        try:
+            for attempt in (1, 2):
+                conn, reused = self._pop_idle(loop), True
+                if conn is None:
+                    conn, reused = await self._connect(loop, deadline), False
+                timer = loop.call_at(deadline, conn.expire)
+                try:
+                    status, body = await conn.send(request, loop)
+                except ConnectionError:
+                    conn.abort()
+                    if attempt == 1 and reused and not conn.got_bytes:
+                        continue  # The upstream closed an idle keep-alive connection.
+                    raise
+                except BaseException:
+                    conn.abort()
+                    raise
+                finally:
+                    timer.cancel()
+                if conn.usable:
+                    conn.idle_since = loop.time()
+                    self._idle.append(conn)
+                else:
+                    conn.abort()
+                return status, body
+            raise AssertionError("unreachable")
+        finally:
+            slots.release()
+
+    def _request(self, url: str) -> bytes:
+        origin = self._origin
+        path = url[len(origin) :]
+        if not url.startswith(origin) or path[:1] != "/" or not _SAFE_PATH.issuperset(path):
+            raise ValueError(f"not a path on {origin}: {url!r}")
+        return b"GET " + path.encode("ascii") + self._tail
+
+    def _pop_idle(self, loop: asyncio.AbstractEventLoop) -> _H1Connection | None:
+        expired = loop.time() - self._settings.keepalive_seconds
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.usable and conn.idle_since > expired:
+                return conn
+            conn.abort()
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _H1Connection:
+        async with asyncio.timeout_at(
+            min(deadline, loop.time() + self._settings.connect_timeout_seconds)
+        ):
+            _, conn = await loop.create_connection(_H1Connection, self._host, self._port)
+        return conn
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.abort()
+        self._slots = None
 
 
 @dataclass
@@ -350,13 +638,34 @@ async def run_once(
     )
 
 
+# Candidate variants and the package each needs; one whose package is missing is skipped.
+CANDIDATES = {
+    AiosonicShared.name: "aiosonic",
+    PyreqwestShared.name: "pyreqwest",
+}
+
+
+def variant_names() -> list[str]:
+    names = [AiohttpShared.name, HttpxShared.name, HttpxPerCall.name]
+    names += [name for name, package in CANDIDATES.items() if find_spec(package) is not None]
+    return [*names, RefH1Pool.name]
+
+
 async def bench(args: argparse.Namespace, base_url: str, upstream_pid: int) -> list[Sample]:
     settings = UpstreamSettings()
-    clients: list[tuple[Client, int]] = [
+    everything: list[tuple[Client, int]] = [
         (AiohttpShared(settings), args.calls),
         (HttpxShared(settings), args.calls),
         (HttpxPerCall(), args.per_call_calls),
+        (AiosonicShared(settings), args.calls),
+        (PyreqwestShared(settings), args.calls),
+        (RefH1Pool(settings, base_url), args.calls),
     ]
+    wanted = variant_names()
+    skipped = sorted(set(CANDIDATES) - set(wanted))
+    if skipped:
+        print(f"skipped (package not installed): {', '.join(skipped)}", flush=True)
+    clients = [(client, planned) for client, planned in everything if client.name in wanted]
     samples: list[Sample] = []
     for round_no in range(1, args.rounds + 1):
         shift = (round_no - 1) % len(clients)
@@ -371,7 +680,7 @@ async def bench(args: argparse.Namespace, base_url: str, upstream_pid: int) -> l
             )
             samples.append(sample)
             print(
-                f"round {round_no} {sample.variant:<15} {sample.done:>6} calls"
+                f"round {round_no} {sample.variant:<16} {sample.done:>6} calls"
                 + (" (time cap)" if sample.capped else "           ")
                 + " "
                 f"{sample.wall_seconds:7.2f} s  {sample.calls_per_second:9.0f} calls/s  "
@@ -406,7 +715,8 @@ def report(
     samples: list[Sample], args: argparse.Namespace, upstream_stats: dict[str, object]
 ) -> None:
     base = AiohttpShared.name
-    variants = [AiohttpShared.name, HttpxShared.name, HttpxPerCall.name]
+    present = {s.variant for s in samples}
+    variants = [name for name in variant_names() if name in present]
     print()
     print("## Upstream client: one worker's fan-out calls to the mock upstream")
     print()
@@ -427,22 +737,21 @@ def report(
             f"| {speed:.2f}x | {cpu:.2f}x | {sum(s.failures for s in runs)} |"
         )
     print()
-    speed_shared, cpu_shared = per_round_ratios(samples, base, HttpxShared.name)
-    speed_per_call, cpu_per_call = per_round_ratios(samples, base, HttpxPerCall.name)
-    print(
-        f"aiohttp/httpx-shared: aiohttp makes {speed_shared:.2f}x the calls/s; "
-        f"httpx-shared spends {cpu_shared:.2f}x the CPU per call"
-    )
-    print(
-        f"aiohttp/httpx-per-call: aiohttp makes {speed_per_call:.2f}x the calls/s; "
-        f"httpx-per-call spends {cpu_per_call:.2f}x the CPU per call"
-    )
+    for name in variants:
+        if name == base:
+            continue
+        speed, cpu = per_round_ratios(samples, base, name)
+        print(
+            f"aiohttp/{name}: aiohttp makes {speed:.2f}x the calls/s; "
+            f"{name} spends {cpu:.2f}x the CPU per call"
+        )
     print()
     print(
         f"Medians over {args.rounds} interleaved rounds (order rotated each round); ratios are "
         "taken inside each round, then the median over rounds. Each run is preceded by an "
         f"untimed warm-up of {args.concurrency} calls. Concurrency {args.concurrency}. "
-        "CPU is this client process only (time.process_time); the mock upstream, an aiohttp "
+        "CPU is this client process only (time.process_time: all its threads, the Tokio threads "
+        "of the Rust clients included); the mock upstream, an aiohttp "
         "server on the same cores, is shown apart. A run marked (time cap) stopped starting "
         f"new calls after {args.max_seconds:g} s (--max-seconds) instead of making all "
         f"{args.calls:,}: its rate is still calls done / wall time."
@@ -458,12 +767,20 @@ def report(
     print(f"- date: {datetime.now(UTC).isoformat(timespec='seconds')}")
     print(f"- nproc: {len(os.sched_getaffinity(0))} ({platform.machine()}, {platform.system()})")
     print(f"- python: {platform.python_version()} ({sys.implementation.name})")
+    libraries = ("aiohttp", "httpx", "httpcore", "uvloop", "httptools", *CANDIDATES.values())
     print(
         "- libraries: "
-        + ", ".join(f"{lib} {version(lib)}" for lib in ("aiohttp", "httpx", "httpcore", "uvloop"))
+        + ", ".join(f"{lib} {installed_version(lib)}" for lib in libraries)
         # httpcore 1.0 retries `import sniffio` on every lock it makes when sniffio is absent.
         + f"; sniffio importable: {'yes' if find_spec('sniffio') else 'no'}"
     )
+
+
+def installed_version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -115,6 +116,52 @@ def seed(
 
     written = asyncio.run(seed_store(load_settings().store, count, only_if_empty=if_empty))
     typer.echo(f"seeded {written} demo items" if written else "store not empty; nothing seeded")
+
+
+@app.command()
+def bench(
+    scenario: Annotated[
+        str, typer.Argument(help="hot, fanout, c50k, burst, overload, locust, or all.")
+    ],
+    duration: Annotated[
+        int, typer.Option(min=1, help="Seconds per closed-loop step (hot, fanout).")
+    ] = 15,
+    addresses: Annotated[
+        int, typer.Option(min=1, max=254, help="Loopback addresses to spread load over.")
+    ] = 4,
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated: c50k, naive, straightforward, ceiling.")
+    ] = "c50k,naive,straightforward,ceiling",
+    target: Annotated[
+        str | None, typer.Option(help="Measure this running service instead (a URL).")
+    ] = None,
+    results: Annotated[Path, typer.Option(help="Where reports go.")] = Path("bench/results"),
+    update_benchmarks: Annotated[
+        Path | None, typer.Option(help="Write the summaries into this BENCHMARKS.md.")
+    ] = None,
+) -> None:
+    """Load-test c50k beside its baselines and write a report (JSON, HTML, markdown).
+
+    Starts everything it measures on loopback addresses and stops it afterwards; never
+    changes a system setting, but names the one that capped a run.
+    """
+    from c50k.bench.main import SCENARIOS, BenchOptions, run_bench  # noqa: PLC0415
+
+    names = list(SCENARIOS) if scenario == "all" else [scenario]
+    unknown = [n for n in names if n not in SCENARIOS]
+    chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
+    if unknown:
+        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; choose from {list(SCENARIOS)}")
+    options = BenchOptions(
+        scenarios=names,
+        duration_seconds=duration,
+        addresses=addresses,
+        targets=chosen,
+        results_dir=results,
+        update_benchmarks=update_benchmarks,
+        external_url=target,
+    )
+    raise typer.Exit(run_bench(options))
 
 
 config_app = typer.Typer(help="Show the effective configuration, or its documentation.")

@@ -69,7 +69,7 @@ class Histogram:
 class GeneratorRun:
     """One generator process's results, parsed from its own output."""
 
-    tool: Literal["wrk", "h2load"]
+    tool: Literal["wrk", "h2load", "locust"]
     command: list[str]
     url: str
     connections: int

@@ -73,11 +73,15 @@ class ServerFigures:
             ),
             "peak_open_files": max((s.open_files for s in self.samples), default=None),
             "processes_at_peak": [
-                {"pid": p.pid, "name": p.name, "rss_mb": round(p.rss_bytes / 2**20, 1),
-                 "open_files": p.open_files}
+                {
+                    "pid": p.pid,
+                    "name": p.name,
+                    "rss_mb": round(p.rss_bytes / 2**20, 1),
+                    "open_files": p.open_files,
+                }
                 for p in (peak.processes if peak else [])
             ],
-        }  # fmt: skip
+        }
 
 
 def sample(pids: list[int], started: float) -> Sample:

@@ -1,0 +1,105 @@
+"""`c50k bench`: run scenarios, write their reports, and keep BENCHMARKS.md's table current."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rich.console import Console
+
+from c50k.bench.classic import locust
+from c50k.bench.machine import read_machine
+from c50k.bench.report import build_report, write_report
+from c50k.bench.runner import Context
+from c50k.bench.scenarios import ScenarioResult, fanout, hot
+from c50k.bench.stress import burst, c50k, overload
+from c50k.bench.targets_setup import ALL_TARGETS
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
+    "hot": hot,
+    "fanout": fanout,
+    "c50k": c50k,
+    "burst": burst,
+    "overload": overload,
+    "locust": locust,
+}
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    scenarios: list[str]
+    duration_seconds: int = 15
+    addresses: int = 4
+    targets: tuple[str, ...] = ALL_TARGETS
+    results_dir: Path = Path("bench/results")
+    bench_dir: Path = Path("bench")
+    update_benchmarks: Path | None = None
+    external_url: str | None = None
+
+
+async def run_scenario(name: str, options: BenchOptions, console: Console) -> Path:
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    addresses = [f"127.0.0.{i}" for i in range(1, options.addresses + 1)]
+    targets = list(options.targets)
+    if options.external_url is not None:
+        # Only the given service, on its own address.
+        addresses = [urlsplit(options.external_url).hostname or "127.0.0.1"]
+        targets = ["external"]
+    ctx = Context(
+        workdir=(options.results_dir / f"{stamp}-{name}").resolve(),
+        machine=read_machine(),
+        addresses=addresses,
+        duration_seconds=options.duration_seconds,
+        baselines_dir=(options.bench_dir / "baselines").resolve(),
+        targets=targets,
+        console=console,
+        external_url=options.external_url,
+    )
+    console.rule(f"c50k bench {name}")
+    result = await SCENARIOS[name](ctx)
+    report = build_report(ctx, result, started, ["c50k", "bench", *sys.argv[2:]])
+    directory = write_report(ctx.workdir, report)
+    verdict = "[green]passed[/]" if result.passed else "[red]failed[/]"
+    console.print(f"{name}: {verdict} — {directory / 'report.html'}")
+    for step in result.steps:
+        for check in step.checks:
+            if not check.passed:
+                console.print(
+                    f"  [red]✗[/] {step.target} {step.label}: {check.name}: {check.detail}"
+                )
+    return directory
+
+
+def update_benchmarks(path: Path, summaries: list[str]) -> None:
+    """Replace the generated section of BENCHMARKS.md with the latest tables."""
+    text = path.read_text()
+    block = f"{BEGIN}\n" + "\n".join(summaries) + f"{END}"
+    if BEGIN in text and END in text:
+        text = re.sub(
+            re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: block, text, flags=re.DOTALL
+        )
+    else:
+        text += f"\n## Latest `make bench`\n\n{block}\n"
+    path.write_text(text)
+
+
+def run_bench(options: BenchOptions) -> int:
+    # Piped into a file or CI, rich would wrap at 80 columns; the step lines need more.
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    directories: list[Path] = []
+    for name in options.scenarios:
+        directories.append(asyncio.run(run_scenario(name, options, console)))
+    if options.update_benchmarks is not None:
+        update_benchmarks(
+            options.update_benchmarks, [(d / "summary.md").read_text() for d in directories]
+        )
+    failed = [d.name for d in directories if '"passed": false' in (d / "report.json").read_text()]
+    return 1 if failed else 0

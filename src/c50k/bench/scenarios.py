@@ -1,0 +1,175 @@
+"""The closed-loop scenarios: hot (cached reads) and fanout (every read reaches the upstream).
+
+Each runs c50k and the baselines in turn, in the same invocation, under the same load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from c50k.bench.runner import Context, Step, measure, with_target, wrk_loads
+from c50k.bench.targets import Target, start_mock_upstream
+from c50k.bench.targets_setup import (
+    aggregate_body,
+    c50k_env,
+    default_workers,
+    hot_paths,
+    start_target,
+)
+from c50k.stack.process import free_port
+
+WRK_TIMEOUT_SECONDS = 10
+WARM_UP_SECONDS = 2
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    settings: dict[str, Any]
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(step.passed for step in self.steps)
+
+
+def common_checks(step: Step, *, want_no_errors: bool) -> None:
+    summary = step.aggregate.summary()
+    errors = sum(summary["socket_errors"].values())
+    bodies = summary["error_bodies"]
+    step.check("answers", step.aggregate.requests > 0, f"{step.aggregate.requests} responses")
+    if want_no_errors:
+        step.check("no socket errors", errors == 0, f"{summary['socket_errors']}")
+        step.check("no non-2xx", summary["non_2xx"] == 0, f"{summary['status']}")
+        if bodies is not None:
+            step.check("no error objects in bodies", bodies == 0, f"{bodies} bodies with error")
+
+
+async def closed_loop(
+    ctx: Context,
+    result: ScenarioResult,
+    upstream: Target,
+    *,
+    levels: list[int],
+    paths: list[str],
+    env: dict[str, str],
+    check: Callable[[Step], None],
+) -> None:
+    """Every selected target, warmed, then measured at each connection level."""
+    body = aggregate_body(int(paths[0].rsplit("/", 1)[1]))
+    for name in ctx.targets:
+
+        async def use(target: Target, name: str = name) -> list[Step]:
+            warm = wrk_loads(
+                target,
+                ctx.addresses,
+                32,
+                paths,
+                duration=WARM_UP_SECONDS,
+                timeout=WRK_TIMEOUT_SECONDS,
+            )
+            await measure(ctx, target, "warm-up", warm, upstream=upstream)
+            steps = []
+            for connections in levels:
+                loads = wrk_loads(
+                    target,
+                    ctx.addresses,
+                    connections,
+                    paths,
+                    duration=ctx.duration_seconds,
+                    timeout=WRK_TIMEOUT_SECONDS,
+                )
+                step = await measure(
+                    ctx,
+                    target,
+                    f"{connections} connections",
+                    loads,
+                    upstream=upstream,
+                    service=env if name == "c50k" else {},
+                )
+                common_checks(step, want_no_errors=name != "naive")
+                if name == "c50k":
+                    check(step)
+                steps.append(step)
+            return steps
+
+        workers = default_workers(ctx, name)
+        result.steps += await with_target(
+            partial(start_target, ctx, name, workers, upstream, env=env, ceiling_body=body), use
+        )
+
+
+async def hot(ctx: Context, levels: list[int] | None = None) -> ScenarioResult:
+    """Cached reads: a hot set of 100 ids, all in every worker's cache after the warm-up."""
+    levels = levels or [64, 256, 1024]
+    paths = hot_paths(100)
+    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
+    try:
+        env = c50k_env(ctx, upstream)
+        result = ScenarioResult(
+            "hot", {"levels": levels, "paths": len(paths), "duration_seconds": ctx.duration_seconds}
+        )
+
+        def all_cached(step: Step) -> None:
+            step.check(
+                "served from cache",
+                step.upstream_requests == 0,
+                f"{step.upstream_requests} upstream requests during the step",
+            )
+
+        await closed_loop(
+            ctx, result, upstream, levels=levels, paths=paths, env=env, check=all_cached
+        )
+        return result
+    finally:
+        upstream.stop()
+
+
+async def fanout(ctx: Context, latencies_ms: list[float] | None = None) -> ScenarioResult:
+    """Cache off: every request makes two upstream calls (the seed's own workload)."""
+    latencies_ms = latencies_ms if latencies_ms is not None else [0.0, 20.0]
+    connections = 256
+    result = ScenarioResult(
+        "fanout",
+        {
+            "latencies_ms": latencies_ms,
+            "connections": connections,
+            "duration_seconds": ctx.duration_seconds,
+            "store": "memory (empty): the fan-out path alone",
+        },
+    )
+    for latency in latencies_ms:
+        upstream = start_mock_upstream(
+            ctx.step_dir(f"upstream-{latency:g}ms"), free_port(), latency_ms=latency
+        )
+        try:
+            env = c50k_env(ctx, upstream, C50K_CACHE_ENABLED="false", C50K_STORE_BACKEND="memory")
+
+            def two_calls_each(step: Step) -> None:
+                calls = step.upstream_requests or 0
+                per = calls / step.aggregate.requests if step.aggregate.requests else 0.0
+                # In-flight calls at the step's edges blur the count by a few.
+                step.check(
+                    "two upstream calls per answer",
+                    abs(per - 2) < 0.02,
+                    f"{calls} calls for {step.aggregate.requests} answers",
+                )
+
+            before = len(result.steps)
+            await closed_loop(
+                ctx,
+                result,
+                upstream,
+                levels=[connections],
+                paths=hot_paths(100),
+                env=env,
+                check=two_calls_each,
+            )
+            for step in result.steps[before:]:
+                step.label = f"{latency:g} ms upstream"
+        finally:
+            upstream.stop()
+    return result

@@ -1,0 +1,122 @@
+"""How each scenario sets up the systems under test, the same way for every target."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import orjson
+
+from c50k.bench.runner import Context
+from c50k.bench.targets import (
+    Target,
+    posts_template,
+    start_c50k,
+    start_ceiling,
+    start_naive,
+    start_straightforward,
+)
+from c50k.items.demo import demo_post
+from c50k.stack.process import free_port
+
+ALL_TARGETS = ("c50k", "naive", "straightforward", "ceiling")
+BASELINES = ("naive", "straightforward", "ceiling")
+
+
+def hot_paths(count: int = 100, first: int = 1) -> list[str]:
+    return [f"/items/{i}" for i in range(first, first + count)]
+
+
+def aggregate_body(item_id: int) -> bytes:
+    """What c50k answers for GET /items/{id} when both posts come from the mock upstream."""
+    return orjson.dumps(
+        {
+            "main_item": orjson.Fragment(orjson.dumps(demo_post(item_id))),
+            "related_item": orjson.Fragment(orjson.dumps(demo_post(item_id + 1))),
+        }
+    )
+
+
+def equal_length_ids(candidates: range, minimum: int = 16) -> list[int]:
+    """Ids whose aggregate answers all have one length, so that the body bytes a generator
+    counts prove every answer was a whole item pair and none an error object."""
+    by_length: dict[int, list[int]] = {}
+    for item_id in candidates:
+        by_length.setdefault(len(aggregate_body(item_id)), []).append(item_id)
+    ids = max(by_length.values(), key=len)
+    if len(ids) < minimum:
+        raise ValueError(f"only {len(ids)} ids share one answer length in {candidates}")
+    return ids
+
+
+def c50k_env(ctx: Context, upstream: Target, **overrides: str) -> dict[str, str]:
+    """c50k's settings in the benchmarks: defaults, except what a benchmark needs."""
+    return {
+        "C50K_UPSTREAM_URL": posts_template(upstream),
+        "C50K_STORE_SQLITE_PATH": str(ctx.workdir / "c50k.sqlite3"),
+        # Hot ids stay cached for the whole run; a default TTL would reload them mid-step.
+        "C50K_CACHE_TTL_SECONDS": "3600",
+        # The harness stops targets right after measuring; nothing to drain for.
+        "C50K_SERVER_DRAIN_SECONDS": "0",
+        "C50K_LOG_LEVEL": "warning",
+        **overrides,
+    }
+
+
+def start_target(
+    ctx: Context,
+    name: str,
+    workers: int,
+    upstream: Target,
+    *,
+    env: Mapping[str, str],
+    ceiling_body: bytes,
+) -> Target:
+    if name == "external":
+        if ctx.external_url is None:
+            raise ValueError("the external target needs --target URL")
+        url = urlsplit(ctx.external_url)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        return Target("external", f"http://{host}:{port}", port, [host], [])
+    port = free_port()
+    workdir = ctx.step_dir(name)
+    if name == "c50k":
+        return start_c50k(workdir, port, ctx.addresses, workers, env)
+    if name == "naive":
+        return start_naive(
+            workdir,
+            port,
+            ctx.addresses,
+            posts_template(upstream),
+            baselines_dir=ctx.baselines_dir,
+            workers=workers,
+        )
+    if name == "straightforward":
+        return start_straightforward(
+            workdir,
+            port,
+            ctx.addresses,
+            posts_template(upstream),
+            baselines_dir=ctx.baselines_dir,
+            workers=workers,
+        )
+    if name == "ceiling":
+        return start_ceiling(workdir, port, ctx.addresses, ceiling_body, workers)
+    raise ValueError(f"unknown target {name!r}")
+
+
+def default_workers(ctx: Context, name: str) -> int:
+    # The tutorial rule for the naive baseline; one per core for everyone else.
+    return 2 * ctx.machine.cpus + 1 if name == "naive" else ctx.machine.cpus
+
+
+# Workers share the listening sockets and each accepts whatever is pending when it wakes, so a
+# storm of connects lands unevenly: at 4 workers for 50,000 connections (1.6x headroom) one
+# worker passed its 19,488-connection budget; 2x headroom held.
+SPREAD_HEADROOM = 2.0
+
+
+def workers_for_connections(ctx: Context, connections: int, per_worker: int) -> int:
+    """Enough workers to hold `connections`, with headroom for their uneven spread."""
+    return max(ctx.machine.cpus, math.ceil(connections * SPREAD_HEADROOM / per_worker))
