@@ -29,6 +29,7 @@ async def mock() -> AsyncIterator[tuple[MockUpstream, str]]:
     server = await start("127.0.0.1", port, upstream)
     yield upstream, f"http://127.0.0.1:{port}"
     server.close()
+    upstream.close_connections()
     await server.wait_closed()
 
 

@@ -11,6 +11,7 @@ import orjson
 from c50k.cache.readthrough import ReadThroughCache
 from c50k.exceptions import C50kError
 from c50k.items import outcomes
+from c50k.items.deadlines import Deadlines
 from c50k.items.sources import SourceChain
 from c50k.settings import MAX_ITEM_ID
 from c50k.store.base import ItemJson, ItemStore, Page
@@ -53,7 +54,7 @@ class ItemService:
         self._store = store
         self._sources = sources
         self._cache = cache
-        self._deadline = deadline_seconds
+        self._deadlines = Deadlines(deadline_seconds)
 
     async def aggregate(self, item_id: int) -> Aggregate:
         """Item `item_id` and its related item `item_id + 1`, resolved concurrently.
@@ -68,14 +69,26 @@ class ItemService:
         if main is not None and related is not None:
             return Aggregate(main, related)
 
-        pending: dict[str, asyncio.Task[Side]] = {}
-        if main is None:
-            pending["main"] = asyncio.ensure_future(self._side(main_id))
-        if related is None:
-            pending["related"] = asyncio.ensure_future(self._side(related_id))
-        await asyncio.wait(pending.values(), timeout=self._deadline)
-        results = {name: _result_or_timeout(task) for name, task in pending.items()}
-        return Aggregate(main or results["main"], related or results["related"])
+        if related is not None:  # Only the main side to load: no second task needed.
+            return Aggregate(await self._within_deadline(main_id), related)
+        if main is not None:
+            return Aggregate(main, await self._within_deadline(related_id))
+        # Both to load: the related side in a task of its own, the main one in this task.
+        other = asyncio.ensure_future(self._side(related_id))
+        main = _TIMED_OUT
+        try:
+            async with self._deadlines.within():
+                main = await self._side(main_id)
+                return Aggregate(main, await other)
+        except TimeoutError:
+            return Aggregate(main, _result_or_timeout(other))
+
+    async def _within_deadline(self, item_id: int) -> Side:
+        try:
+            async with self._deadlines.within():
+                return await self._side(item_id)
+        except TimeoutError:
+            return _TIMED_OUT
 
     async def get(self, item_id: int) -> ItemJson:
         if self._cache is not None:
@@ -126,7 +139,7 @@ _TIMED_OUT = Side(outcomes.UNAVAILABLE, False)
 
 
 def _result_or_timeout(task: asyncio.Task[Side]) -> Side:
-    if task.done():
+    if task.done() and not task.cancelled():
         return task.result()
     # Past the deadline. Cancelling the side does not cancel a shared cache load.
     task.cancel()

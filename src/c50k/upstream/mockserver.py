@@ -113,6 +113,13 @@ class MockUpstream:
         self.behaviour = behaviour
         self.stats = Stats()
         self.random = random.Random(seed)  # noqa: S311 -- fault injection, not cryptography.
+        self.connections: set[asyncio.Transport] = set()
+
+    def close_connections(self) -> None:
+        """Close every client connection (a stopping server's listener alone leaves them)."""
+        for transport in list(self.connections):
+            transport.close()
+        self.connections.clear()
 
     def delay(self) -> float:
         b = self.behaviour
@@ -189,8 +196,11 @@ class MockProtocol(asyncio.Protocol):
         # uvloop's TCP transport is not a subclass of asyncio.Transport, but has its methods.
         self.transport = cast(asyncio.Transport, transport)
         self.mock.stats.connections += 1
+        self.mock.connections.add(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.mock.connections.discard(self.transport)
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -256,6 +266,7 @@ class MockProtocol(asyncio.Protocol):
             return
         self.transport.write(data)
         if close:
+            self.mock.connections.discard(self.transport)
             self.transport.close()
             self.transport = None
 
@@ -272,6 +283,7 @@ async def serve(host: str, port: int, mock: MockUpstream) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with await start(host, port, mock):
         await stop.wait()
+        mock.close_connections()
 
 
 def run(host: str, port: int, behaviour: Behaviour, seed: int | None = None) -> None:

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from c50k.items.deadlines import Deadlines
+
+
+async def test_work_past_the_deadline_times_out() -> None:
+    deadlines = Deadlines(0.05, resolution=0.01)
+    with pytest.raises(TimeoutError):
+        async with deadlines.within():
+            await asyncio.sleep(1)
+
+
+async def test_work_within_the_deadline_is_untouched() -> None:
+    deadlines = Deadlines(0.5, resolution=0.01)
+    async with deadlines.within():
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.6)  # The sweep passes its expiry: nothing left to cancel.
+    assert len(deadlines) == 0
+
+
+async def test_many_requests_share_one_sweep_and_only_late_ones_expire() -> None:
+    deadlines = Deadlines(0.1, resolution=0.01)
+
+    async def request(work: float) -> str:
+        try:
+            async with deadlines.within():
+                await asyncio.sleep(work)
+        except TimeoutError:
+            return "late"
+        return "ok"
+
+    results = await asyncio.gather(*(request(0.01 if i % 2 else 1.0) for i in range(100)))
+    assert results.count("ok") == 50
+    assert results.count("late") == 50
+
+
+async def test_an_outside_cancellation_stays_a_cancellation() -> None:
+    deadlines = Deadlines(10, resolution=0.01)
+
+    async def request() -> None:
+        async with deadlines.within():
+            await asyncio.sleep(1)
+
+    task = asyncio.ensure_future(request())
+    await asyncio.sleep(0.01)
+    task.cancel()  # A client gone, a shutdown: not a timeout.
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_task_can_use_several_deadlines_in_turn() -> None:
+    deadlines = Deadlines(0.05, resolution=0.01)
+    with pytest.raises(TimeoutError):
+        async with deadlines.within():
+            await asyncio.sleep(1)
+    async with deadlines.within():  # The task is usable again after its timeout.
+        await asyncio.sleep(0.01)
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0
