@@ -2,13 +2,14 @@
 #   make run    create .venv, install, seed demo items into an empty store, serve the API
 #   make test   install what tests need (Debian packages too, when root), lint, type-check, test
 #   make lint   ruff format --check, ruff check, mypy --strict
+#   make bench  every benchmark scenario beside the baselines; the tables go into BENCHMARKS.md
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format system-deps clean
+.PHONY: run test lint format bench system-deps clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -38,6 +39,10 @@ format: $(STAMP)
 
 test: system-deps $(STAMP) lint
 	$(BIN)/pytest
+
+# BENCH_ARGS=... passes options through, e.g. BENCH_ARGS="--duration 5".
+bench: system-deps $(STAMP)
+	$(BIN)/c50k bench all --update-benchmarks BENCHMARKS.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -132,6 +132,10 @@ def bench(
     targets: Annotated[
         str, typer.Option(help="Comma-separated: c50k, naive, straightforward, ceiling.")
     ] = "c50k,naive,straightforward,ceiling",
+    connections: Annotated[
+        int | None,
+        typer.Option(min=1, help="Connections (locust: users) instead of the scenario's own."),
+    ] = None,
     target: Annotated[
         str | None, typer.Option(help="Measure this running service instead (a URL).")
     ] = None,
@@ -160,6 +164,7 @@ def bench(
         results_dir=results,
         update_benchmarks=update_benchmarks,
         external_url=target,
+        connections=connections,
     )
     raise typer.Exit(run_bench(options))
 

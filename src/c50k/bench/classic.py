@@ -57,7 +57,8 @@ def parse_locust_csv(prefix: Path, users: int, duration: int, command: list[str]
     )
 
 
-async def locust(ctx: Context, users: int = 200, duration: int = 30) -> ScenarioResult:
+async def locust(ctx: Context, duration: int = 30) -> ScenarioResult:
+    users = ctx.connections or 200
     result = ScenarioResult(
         "locust", {"users": users, "duration_seconds": duration, "think_time_seconds": [1, 5]}
     )

@@ -42,6 +42,7 @@ class BenchOptions:
     bench_dir: Path = Path("bench")
     update_benchmarks: Path | None = None
     external_url: str | None = None
+    connections: int | None = None
 
 
 async def run_scenario(name: str, options: BenchOptions, console: Console) -> Path:
@@ -62,6 +63,7 @@ async def run_scenario(name: str, options: BenchOptions, console: Console) -> Pa
         targets=targets,
         console=console,
         external_url=options.external_url,
+        connections=options.connections,
     )
     console.rule(f"c50k bench {name}")
     result = await SCENARIOS[name](ctx)

@@ -107,6 +107,8 @@ class Context:
     console: Console
     # --target URL: measure that service instead of starting c50k and the baselines.
     external_url: str | None = None
+    # --connections: the scenario's connection count (users for locust) instead of its own.
+    connections: int | None = None
     limits: list[Limit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

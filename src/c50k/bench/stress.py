@@ -95,8 +95,9 @@ def _check_limits(ctx: Context, connections: int, workers: int, *, burst: bool) 
         ctx.warn(limit)
 
 
-async def c50k(ctx: Context, connections: int = 50_000, duration: int = 60) -> ScenarioResult:
+async def c50k(ctx: Context, duration: int = 60) -> ScenarioResult:
     """50,000 keep-alive connections, each with a request in flight, on a hot mix of ids."""
+    connections = ctx.connections or 50_000
     ids = equal_length_ids(range(1, 1001))[:64]
     paths = [f"/items/{i}" for i in ids]
     length = len(aggregate_body(ids[0]))
@@ -175,10 +176,9 @@ async def c50k(ctx: Context, connections: int = 50_000, duration: int = 60) -> S
         upstream.stop()
 
 
-async def burst(
-    ctx: Context, connections: int = 50_000, latency_ms: float = 1000
-) -> ScenarioResult:
+async def burst(ctx: Context, latency_ms: float = 1000) -> ScenarioResult:
     """50,000 connections opened at once, one request each, the upstream taking 1 s."""
+    connections = ctx.connections or 50_000
     ids = equal_length_ids(range(1001, 3001))[:100]  # Cold: never asked before this run.
     paths = [f"/items/{i}" for i in ids]
     length = len(aggregate_body(ids[0]))

@@ -1,0 +1,99 @@
+"""`c50k bench` end to end, small: one generator, 100 connections, two seconds. The report
+must follow its schema, and its counts must agree with the mock upstream's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+STEP_FIELDS = {
+    "target",
+    "label",
+    "connections",
+    "service",
+    "aggregate",
+    "latency_curve_ms",
+    "timeline",
+    "generators",
+    "server",
+    "upstream_requests",
+    "checks",
+    "passed",
+}
+SUMMARY_FIELDS = {
+    "processes",
+    "connections",
+    "connections_served",
+    "requests",
+    "duration_seconds",
+    "throughput_rps",
+    "latency_ms",
+    "status",
+    "non_2xx",
+    "socket_errors",
+    "error_bodies",
+}
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "c50k", "bench", *args, "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (report_dir,) = tmp_path.iterdir()
+    assert (report_dir / "report.html").read_text().count("<svg") >= 2
+    assert (report_dir / "summary.md").read_text().startswith("### `")
+    report: dict[str, Any] = orjson.loads((report_dir / "report.json").read_bytes())
+    return report
+
+
+def test_fanout_smoke_run_agrees_with_the_mock_upstream(tmp_path: Path) -> None:
+    report = run_bench(
+        tmp_path,
+        "fanout",
+        "--duration",
+        "2",
+        "--connections",
+        "100",
+        "--targets",
+        "c50k",
+        "--addresses",
+        "1",
+    )
+    assert report["schema"] == "c50k-bench/1"
+    assert report["scenario"] == "fanout"
+    assert report["passed"] is True
+    assert {"cpus", "nofile_soft", "ephemeral_ports", "somaxconn", "versions"} <= set(
+        report["machine"]
+    )
+    measured = [s for s in report["steps"] if s["label"].endswith("ms upstream")]
+    assert [s["label"] for s in measured] == ["0 ms upstream", "20 ms upstream"]
+    for step in measured:
+        assert set(step) == STEP_FIELDS
+        aggregate = step["aggregate"]
+        assert set(aggregate) == SUMMARY_FIELDS
+        assert aggregate["processes"] == 1
+        assert aggregate["connections"] == 100
+        assert aggregate["requests"] > 0
+        assert aggregate["error_bodies"] == 0
+        assert aggregate["non_2xx"] == 0
+        # The mock counted two calls for every answer: exactly, but for calls in flight at
+        # the edges of the step.
+        calls, answers = step["upstream_requests"], aggregate["requests"]
+        assert abs(calls - 2 * answers) <= 2 * 100
+        assert {c["name"] for c in step["checks"]} >= {"two upstream calls per answer"}
+        assert step["server"]["cpu_seconds"] > 0
+        assert step["latency_curve_ms"][0][0] == 50
