@@ -57,8 +57,10 @@ def parse_locust_csv(prefix: Path, users: int, duration: int, command: list[str]
     )
 
 
-async def locust(ctx: Context, duration: int = 30) -> ScenarioResult:
+async def locust(ctx: Context) -> ScenarioResult:
     users = ctx.connections or 200
+    # Think time is 1-5 s: a run needs several of them for every user.
+    duration = max(20, 2 * ctx.duration_seconds)
     result = ScenarioResult(
         "locust", {"users": users, "duration_seconds": duration, "think_time_seconds": [1, 5]}
     )
