@@ -10,19 +10,14 @@ import orjson
 import pytest
 
 from c50k.items.demo import demo_post
-from c50k.stack.process import free_port
-from c50k.upstream.mockserver import Behaviour, MockUpstream, start
+from c50k.upstream.mockserver import MockUpstream
+from tests.integration.conftest import served_mock
 
 
 @pytest.fixture
 async def mock() -> AsyncIterator[tuple[MockUpstream, str]]:
-    upstream = MockUpstream(Behaviour(posts=10), seed=7)
-    port = free_port()
-    server = await start("127.0.0.1", port, upstream)
-    yield upstream, f"http://127.0.0.1:{port}"
-    server.close()
-    upstream.close_connections()
-    await server.wait_closed()
+    async with served_mock(posts=10, seed=7) as served:
+        yield served
 
 
 async def test_posts_and_counters(mock: tuple[MockUpstream, str]) -> None:

@@ -19,18 +19,14 @@ from c50k.items.demo import demo_post as post
 from c50k.settings import UpstreamSettings
 from c50k.stack.process import free_port
 from c50k.upstream.client import UpstreamClient
-from c50k.upstream.mockserver import Behaviour, MockUpstream, start
+from c50k.upstream.mockserver import MockUpstream
+from tests.integration.conftest import served_mock
 
 
 @pytest.fixture
 async def mock() -> AsyncIterator[tuple[MockUpstream, str]]:
-    upstream = MockUpstream(Behaviour(posts=100), seed=1)
-    port = free_port()
-    server = await start("127.0.0.1", port, upstream)
-    yield upstream, f"http://127.0.0.1:{port}"
-    server.close()
-    upstream.close_connections()
-    await server.wait_closed()
+    async with served_mock(posts=100, seed=1) as served:
+        yield served
 
 
 async def client_for(url: str, **settings: float) -> UpstreamClient:

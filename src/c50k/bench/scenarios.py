@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from c50k.bench.runner import Context, Step, measure, with_target, wrk_loads
+from c50k.bench.runner import Context, Step, measure, wrk_loads
 from c50k.bench.targets import Target, start_mock_upstream
 from c50k.bench.targets_setup import (
     aggregate_body,
     c50k_env,
     default_workers,
+    each_target,
     hot_paths,
-    start_target,
 )
 from c50k.stack.process import free_port
 
@@ -61,46 +61,44 @@ async def closed_loop(
 ) -> None:
     """Every selected target, warmed, then measured at each connection level."""
     body = aggregate_body(int(paths[0].rsplit("/", 1)[1]))
-    for name in ctx.targets:
 
-        async def use(target: Target, name: str = name) -> list[Step]:
-            warm = wrk_loads(
+    async def use(target: Target, name: str) -> list[Step]:
+        warm = wrk_loads(
+            target,
+            ctx.addresses,
+            WARM_UP_CONNECTIONS,
+            paths,
+            duration=WARM_UP_SECONDS,
+            timeout=WRK_TIMEOUT_SECONDS,
+        )
+        await measure(ctx, target, "warm-up", warm, upstream=upstream)
+        steps = []
+        for connections in levels:
+            loads = wrk_loads(
                 target,
                 ctx.addresses,
-                WARM_UP_CONNECTIONS,
+                connections,
                 paths,
-                duration=WARM_UP_SECONDS,
+                duration=ctx.duration_seconds,
                 timeout=WRK_TIMEOUT_SECONDS,
             )
-            await measure(ctx, target, "warm-up", warm, upstream=upstream)
-            steps = []
-            for connections in levels:
-                loads = wrk_loads(
-                    target,
-                    ctx.addresses,
-                    connections,
-                    paths,
-                    duration=ctx.duration_seconds,
-                    timeout=WRK_TIMEOUT_SECONDS,
-                )
-                step = await measure(
-                    ctx,
-                    target,
-                    f"{connections} connections",
-                    loads,
-                    upstream=upstream,
-                    service=env if name == "c50k" else {},
-                )
-                common_checks(step, want_no_errors=name != "naive")
-                if name == "c50k":
-                    check(step)
-                steps.append(step)
-            return steps
+            step = await measure(
+                ctx,
+                target,
+                f"{connections} connections",
+                loads,
+                upstream=upstream,
+                service=env if name == "c50k" else {},
+            )
+            common_checks(step, want_no_errors=name != "naive")
+            if name == "c50k":
+                check(step)
+            steps.append(step)
+        return steps
 
-        workers = default_workers(ctx, name)
-        result.steps += await with_target(
-            partial(start_target, ctx, name, workers, upstream, env=env, ceiling_body=body), use
-        )
+    result.steps += await each_target(
+        ctx, upstream, env=env, ceiling_body=body, workers=partial(default_workers, ctx), use=use
+    )
 
 
 async def hot(ctx: Context, levels: list[int] | None = None) -> ScenarioResult:

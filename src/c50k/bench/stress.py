@@ -25,6 +25,7 @@ from c50k.bench.targets import Target, start_mock_upstream
 from c50k.bench.targets_setup import (
     aggregate_body,
     c50k_env,
+    each_target,
     equal_length_ids,
     start_target,
     workers_for_connections,
@@ -116,61 +117,56 @@ async def c50k(ctx: Context, duration: int = 60) -> ScenarioResult:
     upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
     try:
         env = c50k_env(ctx, upstream)
-        for name in ctx.targets:
 
-            async def use(target: Target, name: str = name) -> list[Step]:
-                # Every worker caches every id, and wrk's Lua hook sees every body: whole items.
-                warm = wrk_loads(
-                    target, ctx.addresses, 256, paths, duration=3, timeout=WRK_TIMEOUT_SECONDS
-                )
-                warm_step = await measure(ctx, target, "warm-up", warm, upstream=upstream)
-                loads = h2load_loads(
-                    target,
-                    ctx.addresses,
-                    connections,
-                    paths,
-                    ctx.step_dir(name, "h2load"),
-                    duration_seconds=duration,
-                    per_process=CONNECTIONS_PER_WAVE,
-                )
-                step = await measure(
-                    ctx,
-                    target,
-                    f"{connections} connections",
-                    loads,
-                    upstream=upstream,
-                    service=env if name == "c50k" else {},
-                    stagger_seconds=1.0,
-                )
-                common_checks(step, want_no_errors=True)
-                served = step.aggregate.connections_served
-                step.check(
-                    "every connection served",
-                    served == connections,
-                    f"{served} of {connections} connections got an answer",
-                )
-                _check_duration_bodies(step, warm_step, length)
-                if name == "c50k":
-                    per = step.server.rss_per_connection(connections)
-                    step.check(
-                        "RSS per held connection <= 8 KB (target)",
-                        per is not None and per <= RSS_TARGET_BYTES_PER_CONNECTION,
-                        f"{(per or 0) / 1024:.2f} KB",
-                    )
-                return [step]
-
-            result.steps += await with_target(
-                partial(
-                    start_target,
-                    ctx,
-                    name,
-                    workers,
-                    upstream,
-                    env=env,
-                    ceiling_body=aggregate_body(ids[0]),
-                ),
-                use,
+        async def use(target: Target, name: str) -> list[Step]:
+            # Every worker caches every id, and wrk's Lua hook sees every body: whole items.
+            warm = wrk_loads(
+                target, ctx.addresses, 256, paths, duration=3, timeout=WRK_TIMEOUT_SECONDS
             )
+            warm_step = await measure(ctx, target, "warm-up", warm, upstream=upstream)
+            loads = h2load_loads(
+                target,
+                ctx.addresses,
+                connections,
+                paths,
+                ctx.step_dir(name, "h2load"),
+                duration_seconds=duration,
+                per_process=CONNECTIONS_PER_WAVE,
+            )
+            step = await measure(
+                ctx,
+                target,
+                f"{connections} connections",
+                loads,
+                upstream=upstream,
+                service=env if name == "c50k" else {},
+                stagger_seconds=1.0,
+            )
+            common_checks(step, want_no_errors=True)
+            served = step.aggregate.connections_served
+            step.check(
+                "every connection served",
+                served == connections,
+                f"{served} of {connections} connections got an answer",
+            )
+            _check_duration_bodies(step, warm_step, length)
+            if name == "c50k":
+                per = step.server.rss_per_connection(connections)
+                step.check(
+                    "RSS per held connection <= 8 KB (target)",
+                    per is not None and per <= RSS_TARGET_BYTES_PER_CONNECTION,
+                    f"{(per or 0) / 1024:.2f} KB",
+                )
+            return [step]
+
+        result.steps += await each_target(
+            ctx,
+            upstream,
+            env=env,
+            ceiling_body=aggregate_body(ids[0]),
+            workers=lambda _name: workers,
+            use=use,
+        )
         return result
     finally:
         upstream.stop()
@@ -205,52 +201,47 @@ async def burst(ctx: Context, latency_ms: float = 1000) -> ScenarioResult:
             C50K_UPSTREAM_TIMEOUT_SECONDS="30",
             C50K_REQUEST_DEADLINE_SECONDS="60",
         )
-        for name in ctx.targets:
 
-            async def use(target: Target, name: str = name) -> list[Step]:
-                loads = h2load_loads(
-                    target,
-                    ctx.addresses,
-                    connections,
-                    paths,
-                    ctx.step_dir(name, "h2load"),
-                    requests_per_client=1,
-                    max_seconds=120.0,
-                    active_timeout_seconds=90.0,
-                )
-                step = await measure(
-                    ctx,
-                    target,
-                    f"{connections} at once",
-                    loads,
-                    upstream=upstream,
-                    service=env if name == "c50k" else {},
-                )
-                common_checks(step, want_no_errors=True)
-                ok = sum(n for c, n in step.aggregate.status.items() if 200 <= c < 300)
-                step.check("all answered 200", ok == connections, f"{ok} of {connections}")
-                _check_bodies(step, length)
-                if name == "c50k":
-                    bound = 2 * len(ids) * workers
-                    step.check(
-                        "single-flight held",
-                        (step.upstream_requests or 0) <= bound,
-                        f"{step.upstream_requests} upstream calls, bound {bound}",
-                    )
-                return [step]
-
-            result.steps += await with_target(
-                partial(
-                    start_target,
-                    ctx,
-                    name,
-                    workers,
-                    upstream,
-                    env=env,
-                    ceiling_body=aggregate_body(ids[0]),
-                ),
-                use,
+        async def use(target: Target, name: str) -> list[Step]:
+            loads = h2load_loads(
+                target,
+                ctx.addresses,
+                connections,
+                paths,
+                ctx.step_dir(name, "h2load"),
+                requests_per_client=1,
+                max_seconds=120.0,
+                active_timeout_seconds=90.0,
             )
+            step = await measure(
+                ctx,
+                target,
+                f"{connections} at once",
+                loads,
+                upstream=upstream,
+                service=env if name == "c50k" else {},
+            )
+            common_checks(step, want_no_errors=True)
+            ok = sum(n for c, n in step.aggregate.status.items() if 200 <= c < 300)
+            step.check("all answered 200", ok == connections, f"{ok} of {connections}")
+            _check_bodies(step, length)
+            if name == "c50k":
+                bound = 2 * len(ids) * workers
+                step.check(
+                    "single-flight held",
+                    (step.upstream_requests or 0) <= bound,
+                    f"{step.upstream_requests} upstream calls, bound {bound}",
+                )
+            return [step]
+
+        result.steps += await each_target(
+            ctx,
+            upstream,
+            env=env,
+            ceiling_body=aggregate_body(ids[0]),
+            workers=lambda _name: workers,
+            use=use,
+        )
         return result
     finally:
         upstream.stop()

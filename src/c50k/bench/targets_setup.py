@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from urllib.parse import urlsplit
 
 import orjson
 
-from c50k.bench.runner import Context
+from c50k.bench.runner import Context, Step, with_target
 from c50k.bench.targets import (
     Target,
     posts_template,
@@ -104,6 +105,33 @@ def start_target(
     if name == "ceiling":
         return start_ceiling(workdir, port, ctx.addresses, ceiling_body, workers)
     raise ValueError(f"unknown target {name!r}")
+
+
+Use = Callable[[Target, str], Awaitable[list[Step]]]
+
+
+async def each_target(
+    ctx: Context,
+    upstream: Target,
+    *,
+    env: Mapping[str, str],
+    ceiling_body: bytes,
+    workers: Callable[[str], int],
+    use: Use,
+) -> list[Step]:
+    """Start each selected target in turn with the same settings, let `use` measure it (it gets
+    the target and its name), and stop it, whatever happened."""
+    steps: list[Step] = []
+    for name in ctx.targets:
+        start = partial(
+            start_target, ctx, name, workers(name), upstream, env=env, ceiling_body=ceiling_body
+        )
+
+        async def measured(target: Target, name: str = name) -> list[Step]:
+            return await use(target, name)
+
+        steps += await with_target(start, measured)
+    return steps
 
 
 def default_workers(ctx: Context, name: str) -> int:
