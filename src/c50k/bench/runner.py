@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from c50k.bench.h2load import H2loadOptions, run_h2load
 from c50k.bench.machine import Limit, Machine
-from c50k.bench.results import Aggregate, GeneratorRun
+from c50k.bench.results import Aggregate, GeneratorError, GeneratorRun
 from c50k.bench.sampling import ServerFigures, sample, sample_every
 from c50k.bench.targets import Target
 from c50k.bench.wrk import WrkOptions, run_wrk
@@ -228,20 +228,29 @@ async def measure(
     try:
         expected = _expected_seconds(loads) + stagger_seconds * (len(loads) - 1)
         with progress(ctx, f"{target.name}: {label}", expected):
-            results = await asyncio.gather(*runs)
+            outcomes = await asyncio.gather(*runs, return_exceptions=True)
     finally:
         stop.set()
         await sampler
+    # A generator that failed (it could not connect, or outlived its limit against a server
+    # that stopped answering) fails the step, not the whole benchmark.
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    for failure in failed:
+        if not isinstance(failure, GeneratorError):
+            raise failure
+    results = [o for o in outcomes if isinstance(o, GeneratorRun)]
     after = await upstream_count(upstream)
     step = Step(
         target.name,
         label,
         connections,
-        Aggregate(list(results)),
+        Aggregate(results),
         figures,
         upstream_requests=None if before is None or after is None else after - before,
         service=service or {},
     )
+    for failure in failed:
+        step.check("generator finished", False, str(failure).splitlines()[0])
     summary = step.aggregate.summary()
     latency = summary["latency_ms"]
     ctx.console.print(
