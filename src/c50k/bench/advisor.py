@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 LATENCY_TARGET_SECONDS = 0.1
 # Headroom over the measured need, for bursts and uneven spread over workers.
 HEADROOM = 1.5
+# Workers per connection budget: a storm of connects does not spread evenly (targets_setup).
+SPREAD_HEADROOM = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,13 +50,13 @@ def advise(ctx: Context, result: ScenarioResult) -> list[Advice]:
     ]
     connections = int(result.settings.get("connections", 0))
     if connections > machine.cpus * budget:
-        need = math.ceil(connections * 4 / 3 / budget)
+        need = math.ceil(connections * SPREAD_HEADROOM / budget)
         advice.append(
             Advice(
                 "C50K_SERVER_WORKERS (to hold connections)",
                 str(need),
-                f"{connections} connections at {budget} per worker, with a third "
-                f"of headroom for uneven spread over workers",
+                f"{connections} connections at {budget} per worker, x{SPREAD_HEADROOM:g} for "
+                f"their uneven spread over workers in a storm of connects",
             )
         )
     advice += _upstream_pool(ctx, result)

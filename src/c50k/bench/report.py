@@ -98,7 +98,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
         checks = (
             "pass"
             if step["passed"]
-            else "FAIL: " + ", ".join(c["name"] for c in step["checks"] if not c["passed"])
+            else "FAIL: "
+            + ", ".join(dict.fromkeys(c["name"] for c in step["checks"] if not c["passed"]))
         )
         lines.append(
             f"| {step['target']} | {step['label']} | {_cell(agg['throughput_rps'], 0)} | "

@@ -34,7 +34,9 @@ class ScenarioResult:
 
     @property
     def passed(self) -> bool:
-        return all(step.passed for step in self.steps)
+        """c50k's verdict: a baseline failing its checks is a finding about the baseline
+        (shown in the report), not a failure of the run."""
+        return all(step.passed for step in self.steps if step.target in ("c50k", "external"))
 
 
 def common_checks(step: Step, *, want_no_errors: bool) -> None:

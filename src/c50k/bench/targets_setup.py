@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from c50k.bench.advisor import SPREAD_HEADROOM
 from c50k.bench.runner import Context, Step, with_target
 from c50k.bench.targets import (
     Target,
@@ -139,10 +140,8 @@ def default_workers(ctx: Context, name: str) -> int:
     return 2 * ctx.machine.cpus + 1 if name == "naive" else ctx.machine.cpus
 
 
-# Workers share the listening sockets and each accepts whatever is pending when it wakes, so a
-# storm of connects lands unevenly: at 4 workers for 50,000 connections (1.6x headroom) one
-# worker passed its 19,488-connection budget; 2x headroom held.
-SPREAD_HEADROOM = 2.0
+# A storm of connects lands unevenly on workers: at 4 workers for 50,000 connections (1.6x
+# headroom) one worker passed its 19,488-connection budget; 2x headroom held.
 
 
 def workers_for_connections(ctx: Context, connections: int, per_worker: int) -> int:
