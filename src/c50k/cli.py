@@ -156,6 +156,10 @@ def bench(
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     if unknown:
         raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; choose from {list(SCENARIOS)}")
+    local_only = sorted({"overload", "locust"} & set(names))
+    if target is not None and local_only:
+        # Both configure the c50k they measure (its admission limit, its store and upstream).
+        raise typer.BadParameter(f"--target does not apply to {', '.join(local_only)}")
     options = BenchOptions(
         scenarios=names,
         duration_seconds=duration,

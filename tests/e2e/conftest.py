@@ -55,7 +55,7 @@ def start_upstream(tmp: Path, *args: str) -> Upstream:
         tmp / f"upstream-{port}.log",
     ).start()
     url = f"http://127.0.0.1:{port}"
-    process.wait_until(lambda: http_ok(f"{url}/health"), START_TIMEOUT)
+    _wait_or_stop(process, f"{url}/health")
     return Upstream(url, process)
 
 
@@ -80,8 +80,16 @@ def start_service(
         env=environment,
     ).start()
     url = f"http://127.0.0.1:{port}"
-    process.wait_until(lambda: http_ok(f"{url}/ready"), START_TIMEOUT)
+    _wait_or_stop(process, f"{url}/ready")
     return Service(url, process)
+
+
+def _wait_or_stop(process: ManagedProcess, url: str) -> None:
+    try:
+        process.wait_until(lambda: http_ok(url), START_TIMEOUT)
+    except BaseException:
+        process.stop()  # Never leave a server behind that did not come up in time.
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,8 @@ async def test_a_backlog_larger_than_a_batch_is_accepted_and_served() -> None:
     # Connections wait in the backlog before the acceptor starts: one event must take many.
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(BATCH + 100)]
     acceptor = BatchAcceptor(loop, sock, Echo)
+    acceptor._accept()  # One readiness event, by hand: it must take a whole batch.
+    assert len(acceptor._tasks) == BATCH
     acceptor.start()
     try:
         for _ in range(100):

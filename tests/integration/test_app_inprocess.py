@@ -89,3 +89,14 @@ async def test_fast_path_and_route_answer_alike() -> None:
         assert fast.content == routed.body
         assert fast.headers["x-items-complete"] == routed.headers["x-items-complete"] == "false"
         assert fast.headers["content-type"] == routed.headers["content-type"]
+
+
+async def test_body_nested_deeper_than_can_be_stored_is_422() -> None:
+    settings = Settings.model_validate({"store": {"backend": "memory"}})
+    async for client in client_for(create_app(settings, store=MemoryStore())):
+        deep = b'{"a":' + b"[" * 300 + b"]" * 300 + b"}"
+        response = await client.put(
+            "/items/1", content=deep, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"].startswith("Body cannot be stored")

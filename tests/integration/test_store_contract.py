@@ -102,3 +102,36 @@ async def test_closed_sqlite_store_is_unavailable(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "items.sqlite3")
     with pytest.raises(StoreUnavailable, match="not open"):
         await store.get(1)
+
+
+async def test_a_failed_write_never_undoes_another_writers_write(tmp_path: Path) -> None:
+    """Writers share the worker's connection: one's rollback must not cancel another's write."""
+    import sqlite3  # noqa: PLC0415 -- only this test holds a lock from outside.
+
+    path = tmp_path / "items.sqlite3"
+    store = SqliteStore(path, busy_timeout_seconds=0.2)
+    await store.open()
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # Another process holds the write lock.
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.3)
+        blocker.rollback()
+
+    outcomes = await asyncio.gather(
+        store.put(1, b'{"id":1}'),
+        store.put(2, b'{"id":2}'),
+        store.put(3, b'{"id":3}'),
+        release_soon(),
+        return_exceptions=True,
+    )
+    try:
+        for item_id, outcome in zip((1, 2, 3), outcomes, strict=False):
+            if outcome is None:  # Answered as written: it must be there.
+                assert await store.get(item_id) == b'{"id":%d}' % item_id
+            else:
+                assert isinstance(outcome, StoreUnavailable)
+        assert any(o is None for o in outcomes[:3])  # The lock was released in time for some.
+    finally:
+        blocker.close()
+        await store.close()

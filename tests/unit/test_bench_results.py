@@ -86,3 +86,13 @@ def test_generator_error_shows_the_tail_of_the_output() -> None:
     assert error.output == output
     assert "line 99" in str(error)
     assert "line 10\n" not in str(error)
+
+
+def test_percentile_rank_is_exact_in_integers() -> None:
+    # 41,000 samples: p99.9 is the 40,959th; float arithmetic once gave the 40,960th.
+    from c50k.bench.results import Histogram  # noqa: PLC0415
+
+    histogram = Histogram.of(range(1, 41_001))
+    assert histogram.percentile(99.9) == 40_959
+    assert histogram.percentile(100) == 41_000
+    assert histogram.percentile(50) == 20_500

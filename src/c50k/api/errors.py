@@ -28,8 +28,11 @@ async def _unavailable(_request: Request, exc: Exception) -> JsonResponse:
     )
 
 
-async def _internal(_request: Request, _exc: Exception) -> JsonResponse:
-    # Starlette re-raises after this answer is sent, so the server logs the traceback once.
+async def _internal(_request: Request, exc: Exception) -> JsonResponse:
+    # Starlette re-raises only what reaches its outermost handler (`Exception`) for the server
+    # to log; a StoreError answered here would otherwise leave no trace.
+    if isinstance(exc, StoreError):
+        logger.error("store failed: %s", exc, exc_info=exc)
     return JsonResponse({"detail": "Internal server error"}, status_code=500)
 
 

@@ -108,7 +108,10 @@ async def put_item(item_id: ItemId, request: Request, services: AppServices) -> 
     if "id" in fields and fields["id"] != item_id:
         raise BadRequest(422, f'Body "id" {fields["id"]!r} does not match the path id {item_id}')
     fields.pop("id", None)
-    body = orjson.dumps({"id": item_id, **fields})
+    try:
+        body = orjson.dumps({"id": item_id, **fields})
+    except orjson.JSONEncodeError as exc:  # orjson reads deeper nesting than it writes.
+        raise BadRequest(422, f"Body cannot be stored: {exc}") from exc
     await services.items.put(item_id, body)
     return _json(body)
 

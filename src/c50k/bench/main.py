@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 from rich.console import Console
 
 from c50k.bench.classic import locust
@@ -103,5 +104,5 @@ def run_bench(options: BenchOptions) -> int:
         update_benchmarks(
             options.update_benchmarks, [(d / "summary.md").read_text() for d in directories]
         )
-    failed = [d.name for d in directories if '"passed": false' in (d / "report.json").read_text()]
-    return 1 if failed else 0
+    verdicts = [orjson.loads((d / "report.json").read_bytes())["passed"] for d in directories]
+    return 0 if all(verdicts) else 1

@@ -301,7 +301,14 @@ async def with_target(
     start: Callable[[], Target], use: Callable[[Target], Awaitable[list[Step]]]
 ) -> list[Step]:
     """Start a target (in a thread: starting waits on HTTP), use it, always stop it."""
-    target = await asyncio.to_thread(start)
+    starting = asyncio.ensure_future(asyncio.to_thread(start))
+    try:
+        target = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Ctrl-C while it started: the thread finishes starting it; stop it, never leave it.
+        started = await starting
+        await asyncio.to_thread(started.stop)
+        raise
     try:
         return await use(target)
     finally:

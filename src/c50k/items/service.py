@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import orjson
 
 from c50k.cache.readthrough import ReadThroughCache
-from c50k.exceptions import C50kError
+from c50k.exceptions import C50kError, StoreError
 from c50k.items import outcomes
 from c50k.items.deadlines import Deadlines
 from c50k.items.sources import SourceChain
@@ -127,7 +127,10 @@ class ItemService:
         try:
             return Side(await self.get(item_id), True)
         except C50kError as exc:
-            # Expected failures (not found, upstream, store): the error object says it all.
+            # Expected failures (not found, upstream, store): the error object says it all,
+            # but a failing store is the operator's problem and must show in the log.
+            if isinstance(exc, StoreError):
+                logger.warning("reading item %d: %s", item_id, exc)
             return Side(outcomes.error_object(exc), False)
         except Exception:
             logger.exception("resolving item %d failed", item_id)

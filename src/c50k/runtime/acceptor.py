@@ -15,6 +15,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+from ssl import SSLContext
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,12 @@ class BatchAcceptor:
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
         protocol_factory: Callable[[], asyncio.Protocol],
+        ssl: SSLContext | None = None,
     ) -> None:
         self._loop = loop
         self._sock = sock
         self._factory = protocol_factory
+        self._ssl = ssl  # gunicorn's --certfile: TLS terminated in the worker.
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving = False
 
@@ -82,6 +85,6 @@ class BatchAcceptor:
 
     async def _open(self, conn: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
+            await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl)
         except OSError:
             conn.close()  # Reset before we could wrap it: nothing to serve.

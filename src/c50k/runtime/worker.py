@@ -59,7 +59,7 @@ class DrainingServer(Server):
             )
 
         loop = asyncio.get_running_loop()
-        acceptors = [BatchAcceptor(loop, sock, create_protocol) for sock in sockets]
+        acceptors = [BatchAcceptor(loop, sock, create_protocol, ssl=config.ssl) for sock in sockets]
         for acceptor in acceptors:
             acceptor.start()
         self.servers = acceptors  # type: ignore[assignment]  # close() and wait_closed() suffice.
@@ -68,20 +68,20 @@ class DrainingServer(Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         lifecycle, loop = self._lifecycle, self._loop
         if (
-            sig != signal.SIGTERM  # SIGTERM: sent by gunicorn's master on a graceful stop.
-            or self._drain_seconds <= 0
-            or lifecycle is None
-            or lifecycle.draining  # A second SIGTERM stops at once.
-            or loop is None
-            or self.should_exit
+            sig == signal.SIGTERM  # SIGTERM: sent by gunicorn's master on a graceful stop.
+            and lifecycle is not None
+            and not lifecycle.draining  # A second SIGTERM ends the drain early.
+            and loop is not None
+            and not self.should_exit
         ):
-            super().handle_exit(sig, frame)
-            return
-        lifecycle.begin_drain()
-        # Signal handlers run between bytecodes; schedule through the thread-safe entry point.
-        loop.call_soon_threadsafe(
-            loop.call_later, self._drain_seconds, super().handle_exit, sig, frame
-        )
+            lifecycle.begin_drain()  # /ready answers 503 from now on, whatever the drain time.
+            if self._drain_seconds > 0:
+                # Signal handlers run between bytecodes; schedule through the thread-safe call.
+                loop.call_soon_threadsafe(
+                    loop.call_later, self._drain_seconds, super().handle_exit, sig, frame
+                )
+                return
+        super().handle_exit(sig, frame)
 
     def quit_now(self) -> None:
         """Stop accepting, cancel in-flight requests, run the lifespan's shutdown, exit."""

@@ -7,6 +7,7 @@ busy_timeout makes a writer wait for another instead of failing at once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -33,6 +34,10 @@ class SqliteStore:
         self._path = path
         self._busy_timeout = busy_timeout_seconds
         self._db: aiosqlite.Connection | None = None
+        # Coroutines of a worker share the connection, and so its open transaction: without
+        # this lock one writer's rollback undid another's uncommitted write, which then
+        # committed nothing and answered 200 (a lost write).
+        self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
         try:
@@ -72,6 +77,10 @@ class SqliteStore:
         return None if row is None else bytes(row[0])
 
     async def put(self, item_id: int, body: ItemJson) -> None:
+        async with self._write_lock:
+            await self._put(item_id, body)
+
+    async def _put(self, item_id: int, body: ItemJson) -> None:
         try:
             await self._conn.execute(
                 "INSERT INTO items (id, body, updated_at) VALUES (?, ?, ?) "
@@ -85,6 +94,10 @@ class SqliteStore:
             raise self._error(exc) from exc
 
     async def delete(self, item_id: int) -> bool:
+        async with self._write_lock:
+            return await self._delete(item_id)
+
+    async def _delete(self, item_id: int) -> bool:
         try:
             cur = await self._conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
             await self._conn.commit()

@@ -16,7 +16,13 @@ from datetime import timedelta
 
 import orjson
 from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.exceptions import ClientClosedError, DecodeError, PyreqwestError, TransportError
+from pyreqwest.exceptions import (
+    BodyDecodeError,
+    ClientClosedError,
+    DecodeError,
+    PyreqwestError,
+    TransportError,
+)
 
 from c50k.exceptions import (
     ItemNotFound,
@@ -86,8 +92,9 @@ class UpstreamClient:
                     raise UpstreamInvalidResponse(url, f"body of {length} bytes is too large")
                 chunk = await response.body_reader.read(limit + 1)
                 body = b"" if chunk is None else chunk.to_bytes()
-        except (TransportError, ClientClosedError) as exc:
-            # Connect errors, resets, timeouts (and a client closed by shutdown).
+        except (TransportError, ClientClosedError, BodyDecodeError) as exc:
+            # Connect errors, resets, timeouts, a body cut short by a closed connection (and a
+            # client closed by shutdown).
             raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
         except (DecodeError, PyreqwestError) as exc:
             raise UpstreamInvalidResponse(url, f"{type(exc).__name__}: {exc}") from exc
@@ -104,4 +111,7 @@ def _as_item_json(url: str, body: bytes, max_bytes: int) -> ItemJson:
     if not isinstance(value, dict):
         raise UpstreamInvalidResponse(url, f"expected a JSON object, got {type(value).__name__}")
     # Re-serialized compactly so cached items and stored items share one canonical form.
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:  # orjson reads deeper nesting than it writes.
+        raise UpstreamInvalidResponse(url, f"cannot re-encode: {exc}") from exc
