@@ -150,3 +150,22 @@ async def test_pool_is_bounded(mock: tuple[MockUpstream, str]) -> None:
         assert app.stats.max_in_flight == 4
     finally:
         await client.close()
+
+
+async def test_body_cut_short_by_a_closed_connection_is_unavailable() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b'{"id": 1, ')
+        await writer.drain()
+        writer.close()  # Forty-odd bytes short of the promised hundred.
+
+    server = await asyncio.start_server(cut, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await client_for(f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(UpstreamUnavailable):
+            await client.fetch(1)
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()

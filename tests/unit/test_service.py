@@ -157,3 +157,18 @@ async def test_cached_sides_answer_without_tasks() -> None:
         coroutine.send(None)
     assert sides(done.value.value.to_json())[0] == {"id": 1, "source": "upstream"}
     assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_side_past_the_deadline_still_lets_its_shared_load_fill_the_cache() -> None:
+    upstream = FakeUpstream(items={1, 2}, delay=0.2)
+    service, _store = build(upstream, deadline=0.05)
+    timed_out = await service.aggregate(1)
+    assert sides(timed_out.to_json()) == (
+        {"error": "External service unavailable"},
+        {"error": "External service unavailable"},
+    )
+    await asyncio.sleep(0.3)  # The shared loads were not cancelled with the request.
+    later = await service.aggregate(1)
+    assert later.complete
+    assert upstream.calls[1] == 1
+    assert upstream.calls[2] == 1
