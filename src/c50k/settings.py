@@ -23,6 +23,12 @@ RESERVED_FILES_PER_WORKER = 256
 MAX_ITEM_ID = 2**63 - 1
 
 
+def connection_budget_for(nofile: int, upstream_connections: int) -> int:
+    """Connections a worker may hold with `nofile` files: the rest go to the upstream pool and
+    to RESERVED_FILES_PER_WORKER."""
+    return max(1, nofile - upstream_connections - RESERVED_FILES_PER_WORKER)
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -102,7 +108,7 @@ class ServerSettings(BaseModel):
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             soft = 1_048_576
-        return max(1, soft - upstream_connections - RESERVED_FILES_PER_WORKER)
+        return connection_budget_for(soft, upstream_connections)
 
 
 class UpstreamSettings(BaseModel):

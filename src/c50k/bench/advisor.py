@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from c50k.settings import RESERVED_FILES_PER_WORKER, UpstreamSettings
+from c50k.settings import RESERVED_FILES_PER_WORKER, UpstreamSettings, connection_budget_for
 
 if TYPE_CHECKING:
     from c50k.bench.runner import Context
@@ -30,10 +30,16 @@ class Advice:
         return {"setting": self.setting, "value": self.value, "reason": self.reason}
 
 
+def workers_to_hold(connections: int, per_worker: int, cpus: int) -> int:
+    """Enough workers to hold `connections`, with headroom for their uneven spread; never
+    fewer than one per core."""
+    return max(cpus, math.ceil(connections * SPREAD_HEADROOM / per_worker))
+
+
 def advise(ctx: Context, result: ScenarioResult) -> list[Advice]:
     machine = ctx.machine
     pool = UpstreamSettings().max_connections
-    budget = machine.nofile_soft - pool - RESERVED_FILES_PER_WORKER
+    budget = connection_budget_for(machine.nofile_soft, pool)
     advice = [
         Advice(
             "C50K_SERVER_WORKERS",
@@ -50,7 +56,7 @@ def advise(ctx: Context, result: ScenarioResult) -> list[Advice]:
     ]
     connections = int(result.settings.get("connections", 0))
     if connections > machine.cpus * budget:
-        need = math.ceil(connections * SPREAD_HEADROOM / budget)
+        need = workers_to_hold(connections, budget, machine.cpus)
         advice.append(
             Advice(
                 "C50K_SERVER_WORKERS (to hold connections)",

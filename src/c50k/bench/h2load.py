@@ -226,7 +226,6 @@ def parse_h2load_output(text: str, options: H2loadOptions, command: list[str]) -
         # warm-up states the body bytes of its measured requests.
         body_bytes=int(data.group(1)) if data and options.warm_up_seconds == 0 else None,
         connections_served=served,
-        connections_established=served,
         latency=log.latency,
         timeline=log.timeline,
         raw_output=text,

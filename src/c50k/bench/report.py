@@ -14,9 +14,9 @@ import orjson
 from c50k.bench.advisor import advise
 from c50k.bench.runner import Context, Step
 from c50k.bench.scenarios import ScenarioResult
+from c50k.bench.targets_setup import BASELINES
 
 SCHEMA = "c50k-bench/1"
-BASELINES = ("naive", "straightforward", "ceiling")
 NONE = "-"  # A figure the tool could not measure, never a zero.
 
 

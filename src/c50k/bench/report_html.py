@@ -20,7 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from c50k.bench.report import BASELINES, NONE
+from c50k.bench.report import NONE
+from c50k.bench.targets_setup import BASELINES
 
 TARGETS = ("c50k", *BASELINES)
 COLORS = {"c50k": "#1f6feb", "naive": "#d1242f", "straightforward": "#bf8700", "ceiling": "#6e7781"}

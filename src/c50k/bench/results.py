@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 ERROR_KINDS = ("connect", "read", "write", "timeout")
@@ -84,7 +85,6 @@ class GeneratorRun:
     body_bytes: int | None = None
     # Connections that got at least one response (None: the tool cannot tell).
     connections_served: int | None = None
-    connections_established: int | None = None
     latency: Histogram = field(default_factory=Histogram)
     # Second since the start → (responses, non-2xx or error responses) in that second.
     timeline: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -119,14 +119,14 @@ class Aggregate:
         # Summed rates: each process's requests over its own duration.
         return sum(r.requests / r.duration_seconds for r in self.runs if r.duration_seconds > 0)
 
-    @property
+    @cached_property  # The runs do not change; merging is done once.
     def latency(self) -> Histogram:
         merged = Histogram()
         for run in self.runs:
             merged.add(run.latency)
         return merged
 
-    @property
+    @cached_property  # The runs do not change; merging is done once.
     def status(self) -> Counter[int]:
         total: Counter[int] = Counter()
         for run in self.runs:
@@ -151,7 +151,7 @@ class Aggregate:
         known = [r.connections_served for r in self.runs if r.connections_served is not None]
         return sum(known) if len(known) == len(self.runs) and known else None
 
-    @property
+    @cached_property  # The runs do not change; merging is done once.
     def timeline(self) -> dict[int, tuple[int, int]]:
         merged: dict[int, tuple[int, int]] = {}
         for run in self.runs:

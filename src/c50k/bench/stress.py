@@ -30,7 +30,7 @@ from c50k.bench.targets_setup import (
     start_target,
     workers_for_connections,
 )
-from c50k.settings import RESERVED_FILES_PER_WORKER, UpstreamSettings
+from c50k.settings import UpstreamSettings, connection_budget_for
 from c50k.stack.process import free_port
 
 # c50k's per-worker connection budget at this machine's open-file limit.
@@ -43,7 +43,7 @@ ADMITTED_P99_TARGET_MS = 250
 
 
 def _budget(ctx: Context) -> int:
-    return ctx.machine.nofile_soft - UPSTREAM_POOL - RESERVED_FILES_PER_WORKER
+    return connection_budget_for(ctx.machine.nofile_soft, UPSTREAM_POOL)
 
 
 def _check_bodies(step: Step, answer_length: int) -> None:

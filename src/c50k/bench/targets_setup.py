@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from urllib.parse import urlsplit
 
 import orjson
 
-from c50k.bench.advisor import SPREAD_HEADROOM
+from c50k.bench.advisor import workers_to_hold
 from c50k.bench.runner import Context, Step, with_target
 from c50k.bench.targets import (
     Target,
@@ -22,8 +21,8 @@ from c50k.bench.targets import (
 from c50k.items.demo import demo_post
 from c50k.stack.process import free_port
 
-ALL_TARGETS = ("c50k", "naive", "straightforward", "ceiling")
 BASELINES = ("naive", "straightforward", "ceiling")
+ALL_TARGETS = ("c50k", *BASELINES)
 
 
 def hot_paths(count: int = 100, first: int = 1) -> list[str]:
@@ -146,4 +145,4 @@ def default_workers(ctx: Context, name: str) -> int:
 
 def workers_for_connections(ctx: Context, connections: int, per_worker: int) -> int:
     """Enough workers to hold `connections`, with headroom for their uneven spread."""
-    return max(ctx.machine.cpus, math.ceil(connections * SPREAD_HEADROOM / per_worker))
+    return workers_to_hold(connections, per_worker, ctx.machine.cpus)

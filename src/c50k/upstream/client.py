@@ -42,10 +42,6 @@ class UpstreamClient:
         self._settings = settings
         self._client: Client | None = None
 
-    @property
-    def url_template(self) -> str:
-        return self._template
-
     async def open(self) -> None:
         s = self._settings
         self._client = (
