@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from c50k import __version__
 from c50k.settings import Settings, configuration_table
+from c50k.stack.commands import stack_app
 
 app = typer.Typer(
     name="c50k",
@@ -172,6 +173,8 @@ def bench(
     )
     raise typer.Exit(run_bench(options))
 
+
+app.add_typer(stack_app, name="stack")
 
 config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
 app.add_typer(config_app, name="config")

@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 # Files a worker keeps for itself beyond client connections: listening socket, logs, the
 # store's files, the event loop's own descriptors, and connections that are being refused.
 RESERVED_FILES_PER_WORKER = 256
+
+# A TOML file of settings (`c50k stack up` writes one); C50K_* variables override it.
+SETTINGS_FILE_ENV = "C50K_SETTINGS_FILE"
 
 # Largest item id: ids are signed 64-bit integers in every store.
 MAX_ITEM_ID = 2**63 - 1
@@ -142,14 +150,72 @@ class UpstreamSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    backend: Literal["sqlite", "memory"] = Field(
+    backend: Literal["sqlite", "memory", "postgres"] = Field(
         default="sqlite",
-        description="sqlite: one file, durable. "
+        description="sqlite: one file, durable. postgres: the shards of C50K_POSTGRES_SHARDS. "
         "memory: per worker, lost on exit (tests, benchmarks).",
     )
     sqlite_path: Path = Field(default=Path("var/c50k.sqlite3"), description="The SQLite file.")
     sqlite_busy_timeout_seconds: float = Field(
         default=5.0, gt=0, description="A writer waits this long for another worker's write."
+    )
+
+
+class ShardSettings(BaseModel):
+    primary: str = Field(description="DSN of the shard's primary, postgresql://user@host:port/db.")
+    replicas: list[str] = Field(default_factory=list, description="DSNs of its read replicas.")
+    # Which slots this shard owns, as ranges: "0-2047,4096-4100". Unset on every shard: the
+    # slots are split evenly, in shard order.
+    slots: str | None = Field(default=None, description="Slot ranges this shard owns.")
+
+    @field_validator("primary", "replicas")
+    @classmethod
+    def _postgres_dsn(cls, value: str | list[str]) -> str | list[str]:
+        for dsn in [value] if isinstance(value, str) else value:
+            if not dsn.startswith(("postgresql://", "postgres://")):
+                raise ValueError(f"{dsn!r} is not a postgresql:// DSN")
+        return value
+
+
+class PostgresSettings(BaseModel):
+    # JSON in the environment: [{"primary": "postgresql://...", "replicas": ["..."]}, ...].
+    shards: list[ShardSettings] = Field(
+        default_factory=list,
+        description='Shards, each {"primary": DSN, "replicas": [DSN, ...]} (JSON in the env).',
+    )
+    # Fixed forever once data is written: an id's slot is crc32(id) % slots. Moving slots
+    # between shards is a slot-map change; changing this number would move every item.
+    slots: int = Field(default=4096, ge=1, le=65536, description="Hash slots ids map to.")
+    pool_size: int = Field(default=10, ge=1, description="Pooled connections per engine.")
+    max_overflow: int = Field(default=5, ge=0, description="Extra connections under bursts.")
+    pool_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="A query waits this long for a pooled connection."
+    )
+    pool_recycle_seconds: float = Field(
+        default=1800.0, gt=0, description="Connections older than this are replaced."
+    )
+    pool_pre_ping: bool = Field(
+        default=True, description="Test a pooled connection before use (survives restarts)."
+    )
+    connect_timeout_seconds: float = Field(default=2.0, gt=0, description="To connect.")
+    statement_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Server-side limit of one statement."
+    )
+    max_replica_lag_seconds: float = Field(
+        default=1.0, gt=0, description="A replica further behind serves no reads."
+    )
+    health_interval_seconds: float = Field(
+        default=0.5, gt=0, description="How often each worker checks replicas' health and lag."
+    )
+    read_your_writes_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="After a write, this worker reads the item from the primary this long.",
+    )
+    pgbouncer: bool = Field(
+        default=False,
+        description="The DSNs point at PgBouncer in transaction mode: no prepared-statement "
+        "cache, unique statement names.",
     )
 
 
@@ -195,11 +261,39 @@ class Settings(BaseSettings):
         default_factory=UpstreamSettings, description="The upstream HTTP API"
     )
     store: StoreSettings = Field(default_factory=StoreSettings, description="The item store")
+    postgres: PostgresSettings = Field(
+        default_factory=PostgresSettings, description="PostgreSQL shards and pools"
+    )
     cache: CacheSettings = Field(default_factory=CacheSettings, description="The in-process cache")
     request: RequestSettings = Field(
         default_factory=RequestSettings, description="Limits of one request"
     )
     log: LogSettings = Field(default_factory=LogSettings, description="Logging")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(SETTINGS_FILE_ENV)
+        if not path:
+            return (init_settings, env_settings)
+        if not Path(path).is_file():
+            raise ValueError(f"{SETTINGS_FILE_ENV}={path}: no such file")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, Path(path)))
+
+    @model_validator(mode="after")
+    def _postgres_has_shards(self) -> Settings:
+        if self.store.backend == "postgres" and not self.postgres.shards:
+            raise ValueError(
+                "store backend postgres needs C50K_POSTGRES_SHARDS "
+                '(e.g. [{"primary": "postgresql://postgres@127.0.0.1:5432/c50k"}])'
+            )
+        return self
 
     @model_validator(mode="after")
     def _deadline_covers_one_call(self) -> Settings:
@@ -221,7 +315,8 @@ def configuration_table() -> str:
         lines.append(f"| **{group.description}** | | |")
         for name, field in model.model_fields.items():
             if field.default_factory is not None:
-                default = "derived" if name == "workers" else "(computed)"
+                produced = field.default_factory()  # type: ignore[call-arg]
+                default = "derived" if name == "workers" else f"`{produced}`"
             elif field.default is None:
                 default = "unset"
             elif isinstance(field.default, bool):

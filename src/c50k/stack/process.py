@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -16,6 +17,47 @@ from types import TracebackType
 
 class ProcessError(RuntimeError):
     pass
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat), or None
+    when no such process exists. A PID with a different start time is a reused PID."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself hold spaces or ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def alive(pid: int, started: int) -> bool:
+    """Whether the process we started as `pid` at `started` still runs (not a zombie)."""
+    if process_start_ticks(pid) != started:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"
+
+
+def stop_pid(pid: int, started: int, signum: int, timeout: float) -> bool:
+    """Stop a process this project started in an earlier command (a stack daemon): `signum`,
+    then SIGKILL after `timeout`. Only when PID and start time both match. True if it ran."""
+    if not alive(pid, started):
+        return False
+    os.kill(pid, signum)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid, started):
+            return True
+        time.sleep(0.05)
+    if alive(pid, started):
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid, started) and time.monotonic() < deadline + timeout:
+            time.sleep(0.05)
+    return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,8 +84,11 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        *,
+        user: str | None = None,
     ) -> None:
         self.name = name
+        self.user = user
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(os.environ if env is None else env)
@@ -66,9 +111,19 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 cwd=self.cwd,
+                user=self.user,
+                group=None if self.user is None else pwd.getpwnam(self.user).pw_gid,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us, not our children.
             )
         return self
+
+    @property
+    def started(self) -> int:
+        """The start time that, with the PID, names this process in a later command."""
+        started = process_start_ticks(self.pid)
+        if started is None:
+            raise ProcessError(f"{self.name} exited at once:\n{self.log_tail()}")
+        return started
 
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
