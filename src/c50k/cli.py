@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from c50k import __version__
 from c50k.settings import Settings, configuration_table
 from c50k.stack.commands import stack_app
+from c50k.store.commands import db_app
 
 app = typer.Typer(
     name="c50k",
@@ -115,7 +116,7 @@ def seed(
 
     from c50k.items.seeding import seed_store  # noqa: PLC0415
 
-    written = asyncio.run(seed_store(load_settings().store, count, only_if_empty=if_empty))
+    written = asyncio.run(seed_store(load_settings(), count, only_if_empty=if_empty))
     typer.echo(f"seeded {written} demo items" if written else "store not empty; nothing seeded")
 
 
@@ -175,6 +176,7 @@ def bench(
 
 
 app.add_typer(stack_app, name="stack")
+app.add_typer(db_app, name="db")
 
 config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
 app.add_typer(config_app, name="config")

@@ -11,14 +11,22 @@ import pytest
 from c50k.exceptions import StoreUnavailable
 from c50k.store.base import ItemStore
 from c50k.store.memory import MemoryStore
+from c50k.store.postgres import PostgresStore
 from c50k.store.sqlite import SqliteStore
+from tests.conftest import empty_shards, postgres_settings
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ItemStore]:
-    opened: ItemStore = (
-        MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "items.sqlite3")
-    )
+    opened: ItemStore
+    if request.param == "memory":
+        opened = MemoryStore()
+    elif request.param == "sqlite":
+        opened = SqliteStore(tmp_path / "items.sqlite3")
+    else:
+        settings = postgres_settings(request.getfixturevalue("postgres_stack"))
+        await empty_shards(settings)
+        opened = PostgresStore(settings)
     await opened.open()
     yield opened
     await opened.close()

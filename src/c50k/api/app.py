@@ -42,7 +42,7 @@ async def open_services(
     """Open every tier; `stack` closes them in reverse order. A given `store` is used as is
     (embedding, tests) and stays open: its owner closes it."""
     if store is None:
-        store = await open_store(settings.store)
+        store = await open_store(settings)
         stack.push_async_callback(store.close)
 
     upstream: UpstreamClient | None = None

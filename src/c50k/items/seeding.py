@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 
 from c50k.items.demo import demo_post
-from c50k.settings import StoreSettings
+from c50k.settings import Settings
 from c50k.store.factory import open_store
 
 
-async def seed_store(settings: StoreSettings, count: int, *, only_if_empty: bool) -> int:
+async def seed_store(settings: Settings, count: int, *, only_if_empty: bool) -> int:
     """Write demo items 1..count; returns how many were written."""
     store = await open_store(settings)
     try:

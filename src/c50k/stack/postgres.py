@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from c50k.settings import PostgresSettings
 from c50k.stack.process import ManagedProcess
 from c50k.stack.state import ServiceRecord, StackError, StackState
 
@@ -195,12 +196,16 @@ class Cluster:
 
     def start(self) -> ServiceRecord:
         """Start the postmaster itself (not through pg_ctl), so its PID is the one recorded."""
-        process = ManagedProcess(
-            self.name,
-            [str(bindir() / "postgres"), "-D", str(self.data_dir)],
-            self.log_path,
-            user=_run_as(),
-        ).start()
+        process = (
+            ManagedProcess(
+                self.name,
+                [str(bindir() / "postgres"), "-D", str(self.data_dir)],
+                self.log_path,
+                user=_run_as(),
+            )
+            .start()
+            .detach()
+        )
         process.wait_until(self.ready, READY_TIMEOUT, "accepting connections")
         return ServiceRecord(
             name=self.name,
@@ -298,3 +303,6 @@ def start_tier(launch: Launch) -> None:
         )
     launch.group("store")["backend"] = "postgres"
     launch.group("postgres")["shards"] = shards
+    from c50k.store.migrate import upgrade  # noqa: PLC0415 -- SQLAlchemy only when used.
+
+    upgrade(PostgresSettings.model_validate({"shards": shards}))

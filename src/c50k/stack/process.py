@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -42,10 +43,23 @@ def alive(pid: int, started: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
+# Daemons this process started and did not stop yet (a stack in the tests or the bench): kept
+# so that each is reaped when it stops, instead of lingering as a zombie.
+_detached: dict[int, ManagedProcess] = {}
+
+
+def _reap(pid: int) -> None:
+    if (process := _detached.pop(pid, None)) is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(1.0)
+
+
 def stop_pid(pid: int, started: int, signum: int, timeout: float) -> bool:
-    """Stop a process this project started in an earlier command (a stack daemon): `signum`,
-    then SIGKILL after `timeout`. Only when PID and start time both match. True if it ran."""
+    """Stop a process this project started, maybe in an earlier command (a stack daemon):
+    `signum`, then SIGKILL after `timeout`. Only when PID and start time both match. True if
+    it ran."""
     if not alive(pid, started):
+        _reap(pid)
         return False
     os.kill(pid, signum)
     deadline = time.monotonic() + timeout
@@ -57,6 +71,7 @@ def stop_pid(pid: int, started: int, signum: int, timeout: float) -> bool:
         os.kill(pid, signal.SIGKILL)
         while alive(pid, started) and time.monotonic() < deadline + timeout:
             time.sleep(0.05)
+    _reap(pid)
     return True
 
 
@@ -124,6 +139,12 @@ class ManagedProcess:
         if started is None:
             raise ProcessError(f"{self.name} exited at once:\n{self.log_tail()}")
         return started
+
+    def detach(self) -> ManagedProcess:
+        """Let the process outlive this object (a stack daemon that `stop_pid` stops later,
+        maybe from another command)."""
+        _detached[self.pid] = self
+        return self
 
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None

@@ -4,8 +4,11 @@ this one orders them, records every process, and writes the settings file the se
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -105,6 +108,18 @@ def up(plan: StackPlan, state_dir: Path = DEFAULT_STATE_DIR) -> StackState:
         raise
     write_settings(state, launch.settings)
     return state
+
+
+@contextlib.contextmanager
+def temporary_stack(plan: StackPlan) -> Iterator[StackState]:
+    """A stack in a new temporary directory, stopped and deleted on exit: the tests' and the
+    benchmarks' way to run the real tiers."""
+    state_dir = Path(tempfile.mkdtemp(prefix="c50k-stack-"))
+    try:
+        yield up(plan, state_dir)
+    finally:
+        down(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:

@@ -1,0 +1,38 @@
+"""Real tiers for the whole suite, started by the same code as `c50k stack up`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from c50k.settings import PostgresSettings
+from c50k.stack.stack import StackPlan, temporary_stack
+from c50k.stack.state import StackState
+
+
+@pytest.fixture(scope="session")
+def postgres_stack() -> Iterator[StackState]:
+    """Two shards, each a primary and a streaming replica, migrated. Shared by the tests that
+    only read and write items; tests that break servers start their own stack."""
+    with temporary_stack(StackPlan(shards=2, replicas=1)) as state:
+        yield state
+
+
+async def empty_shards(settings: PostgresSettings) -> None:
+    """Delete every item on every shard (through the primaries; replicas follow)."""
+    for shard in settings.shards:
+        conn = await asyncpg.connect(shard.primary)
+        try:
+            await conn.execute("TRUNCATE items")
+        finally:
+            await conn.close()
+
+
+def postgres_settings(state: StackState, **changes: object) -> PostgresSettings:
+    """The postgres settings the stack wrote, with test-specific changes."""
+    import tomllib  # noqa: PLC0415
+
+    document = tomllib.loads(state.settings_path.read_text())
+    return PostgresSettings.model_validate({**document["postgres"], **changes})
