@@ -210,7 +210,8 @@ class PostgresSettings(BaseModel):
     read_your_writes_seconds: float = Field(
         default=5.0,
         ge=0,
-        description="After a write, this worker reads the item from the primary this long.",
+        description="After a write, this worker reads the item only from a server that "
+        "replayed it, this long.",
     )
     pgbouncer: bool = Field(
         default=False,

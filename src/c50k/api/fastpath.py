@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from c50k.items.service import Aggregate
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import MAX_ITEM_ID
+from c50k.store import consistency
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ PREFIX = "/items/"
 INTERNAL_ERROR = b'{"detail":"Internal server error"}'
 MAX_DIGITS = len(str(MAX_ITEM_ID))
 COMPLETE_HEADER = "X-Items-Complete"
+TOKEN_HEADER = consistency.HEADER.lower().encode()
 
 
 def aggregate_answer(aggregate: Aggregate) -> tuple[bytes, str]:
@@ -53,6 +55,9 @@ class ItemsFastPath:
         item_id = None
         if scope["type"] == "http" and scope["method"] == "GET":
             item_id = parse_item_id(scope["path"])
+            # A read after the client's own write (consistency token) takes the full route.
+            if item_id is not None and any(n == TOKEN_HEADER for n, _v in scope["headers"]):
+                item_id = None
         if item_id is None:
             await self.app(scope, receive, send)
             return

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BeforeValidator
 
 from c50k.api.bodies import read_json_object
@@ -14,6 +14,7 @@ from c50k.api.fastpath import COMPLETE_HEADER, aggregate_answer
 from c50k.api.services import AppServices, Items
 from c50k.exceptions import BadRequest, C50kError
 from c50k.settings import MAX_ITEM_ID
+from c50k.store import consistency
 
 router = APIRouter()
 
@@ -36,6 +37,13 @@ ItemId = Annotated[
     int,
     BeforeValidator(_digits_only),
     Path(ge=0, le=MAX_ITEM_ID, description="A non-negative signed 64-bit integer."),
+]
+ReadToken = Annotated[
+    str | None,
+    Header(
+        alias=consistency.HEADER,
+        description="The token of the client's own write: the answer includes that write.",
+    ),
 ]
 
 
@@ -84,11 +92,25 @@ async def ready(services: AppServices) -> Response:
         "X-Items-Complete says whether both sides resolved."
     ),
 )
-async def get_item(item_id: ItemId, items: Items) -> Response:
-    # Well-formed requests are answered by ItemsFastPath before they get here; this route
-    # validates the rest and documents the endpoint.
+async def get_item(item_id: ItemId, items: Items, token: ReadToken = None) -> Response:
+    # Well-formed requests without a token are answered by ItemsFastPath before they get
+    # here; this route validates the rest, reads after a token, and documents the endpoint.
+    if token is not None:
+        try:
+            consistency.read_after.set(consistency.ConsistencyToken.parse(token))
+        except ValueError as exc:
+            raise BadRequest(400, str(exc)) from exc
     body, complete = aggregate_answer(await items.aggregate(item_id))
     return _json(body, headers={COMPLETE_HEADER: complete})
+
+
+def _written(body: bytes, status_code: int = 200) -> Response:
+    """The answer to a write, with its consistency token when the store gives one."""
+    token = consistency.last_write.get()
+    headers = {consistency.HEADER: str(token)} if token is not None else None
+    if status_code == 204:
+        return Response(status_code=204, headers=headers)
+    return _json(body, status_code, headers)
 
 
 @router.put(
@@ -113,7 +135,7 @@ async def put_item(item_id: ItemId, request: Request, services: AppServices) -> 
     except orjson.JSONEncodeError as exc:  # orjson reads deeper nesting than it writes.
         raise BadRequest(422, f"Body cannot be stored: {exc}") from exc
     await services.items.put(item_id, body)
-    return _json(body)
+    return _written(body)
 
 
 @router.delete(
@@ -126,7 +148,7 @@ async def put_item(item_id: ItemId, request: Request, services: AppServices) -> 
 async def delete_item(item_id: ItemId, items: Items) -> Response:
     if not await items.delete(item_id):
         return _json(orjson.dumps({"detail": f"Item {item_id} not found"}), 404)
-    return Response(status_code=204)
+    return _written(b"", 204)
 
 
 @router.get("/items", tags=["items"], summary="A page of stored items in id order.")

@@ -14,6 +14,7 @@ from c50k.items import outcomes
 from c50k.items.deadlines import Deadlines
 from c50k.items.sources import SourceChain
 from c50k.settings import MAX_ITEM_ID
+from c50k.store import consistency
 from c50k.store.base import ItemJson, ItemStore, Page
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ class ItemService:
             return _TIMED_OUT
 
     async def get(self, item_id: int) -> ItemJson:
-        if self._cache is not None:
+        # A read with a consistency token must see the client's write: any cache, this
+        # worker's or another's, may still hold the version before it.
+        if self._cache is not None and consistency.read_after.get() is None:
             return await self._cache.get(item_id)
         return await self._sources.load(item_id)
 
@@ -116,7 +119,7 @@ class ItemService:
             self._cache.invalidate(item_id)
 
     def _cached(self, item_id: int) -> Side | None:
-        if self._cache is None:
+        if self._cache is None or consistency.read_after.get() is not None:
             return None
         entry = self._cache.peek(item_id)
         if entry is None:

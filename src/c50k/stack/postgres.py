@@ -178,6 +178,8 @@ class Cluster:
         self._tool(
             "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
             "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions",
+            # The new cluster's files are flushed by its first checkpoint, before any data.
+            "--no-sync",
         )  # fmt: skip
         self._configure()
 

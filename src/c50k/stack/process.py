@@ -63,9 +63,7 @@ def stop_pid(pid: int, started: int, signum: int, timeout: float) -> bool:
         return False
     os.kill(pid, signum)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid, started):
-            return True
+    while time.monotonic() < deadline and alive(pid, started):
         time.sleep(0.05)
     if alive(pid, started):
         os.kill(pid, signal.SIGKILL)

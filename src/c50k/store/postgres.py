@@ -125,6 +125,13 @@ class Shard:
 
 
 @dataclass
+class ReplicaView:
+    shard: int
+    server: str
+    health: ReplicaHealth
+
+
+@dataclass
 class PoolStats:
     """What the pools did in this worker, for the benchmark and the metrics."""
 
@@ -144,9 +151,9 @@ class PostgresStore:
         self._slot_map = build_slot_map(settings.shards, settings.slots)
         self._shards: list[Shard] = []
         self._monitor: asyncio.Task[None] | None = None
-        # Items this worker wrote lately: read from their primary (read-your-writes for
-        # clients that send no token), for read_your_writes_seconds.
-        self._recent_writes: TTLCache[int, bool] = TTLCache(
+        # Items this worker wrote lately, with their commit LSN: read only from a server that
+        # replayed it (read-your-writes for clients that send no token).
+        self._recent_writes: TTLCache[int, int] = TTLCache(
             maxsize=100_000, ttl=max(settings.read_your_writes_seconds, 0.001)
         )
         self.stats = PoolStats()
@@ -252,8 +259,8 @@ class PostgresStore:
     def _reader(self, shard: Shard, item_id: int | None) -> Server:
         token = consistency.read_after.get()
         min_lsn = token.lsn if token is not None and token.shard == shard.index else 0
-        if item_id is not None and item_id in self._recent_writes:
-            return shard.primary
+        if item_id is not None:
+            min_lsn = max(min_lsn, self._recent_writes.get(item_id, 0))
         chosen = choose_replica(
             shard.health, self._settings.max_replica_lag_seconds, min_lsn, next(turns)
         )
@@ -287,9 +294,9 @@ class PostgresStore:
             async with conn.begin():
                 result = await conn.execute(query, params)
                 rows = list(result.all()) if result.returns_rows else []
-            lsn = (await conn.execute(COMMIT_LSN)).scalar_one()
-        self._recent_writes[item_id] = True
-        consistency.last_write.set(ConsistencyToken(shard.index, parse_lsn(lsn)))
+            lsn = parse_lsn((await conn.execute(COMMIT_LSN)).scalar_one())
+        self._recent_writes[item_id] = lsn
+        consistency.last_write.set(ConsistencyToken(shard.index, lsn))
         return rows
 
     async def put(self, item_id: int, body: ItemJson) -> None:
@@ -308,6 +315,14 @@ class PostgresStore:
         rows = itertools.islice(merged, limit + 1)
         items = [StoredItem(int(row[0]), row[1].encode()) for row in rows]
         return page_of(items, limit)
+
+    def replicas(self) -> list[ReplicaView]:
+        """Every replica as the last health check saw it (status, metrics, tests)."""
+        return [
+            ReplicaView(shard.index, replica.name, health)
+            for shard in self._shards
+            for replica, health in zip(shard.replicas, shard.health, strict=True)
+        ]
 
     async def check(self) -> None:
         """Ready while every shard has a server that answers: reads go on from a replica
