@@ -23,11 +23,18 @@ def postgres_stack() -> Iterator[StackState]:
 async def empty_shards(settings: PostgresSettings) -> None:
     """Delete every item on every shard (through the primaries; replicas follow)."""
     for shard in settings.shards:
-        conn = await asyncpg.connect(shard.primary)
+        conn = await asyncpg.connect(shard.primary, statement_cache_size=0)  # PgBouncer too.
         try:
             await conn.execute("TRUNCATE items")
         finally:
             await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_stack() -> Iterator[StackState]:
+    """One primary behind PgBouncer in transaction mode."""
+    with temporary_stack(StackPlan(shards=1, replicas=0, pgbouncer=True)) as state:
+        yield state
 
 
 def postgres_settings(state: StackState, **changes: object) -> PostgresSettings:

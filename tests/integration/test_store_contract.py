@@ -16,15 +16,15 @@ from c50k.store.sqlite import SqliteStore
 from tests.conftest import empty_shards, postgres_settings
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "pgbouncer"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ItemStore]:
     opened: ItemStore
     if request.param == "memory":
         opened = MemoryStore()
     elif request.param == "sqlite":
         opened = SqliteStore(tmp_path / "items.sqlite3")
-    else:
-        settings = postgres_settings(request.getfixturevalue("postgres_stack"))
+    else:  # Two shards with replicas; or one primary behind PgBouncer in transaction mode.
+        settings = postgres_settings(request.getfixturevalue(f"{request.param}_stack"))
         await empty_shards(settings)
         opened = PostgresStore(settings)
     await opened.open()

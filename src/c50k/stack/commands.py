@@ -26,6 +26,9 @@ def stack_up(
     state_dir: StateDir = Path("var/stack"),
     shards: Annotated[int, typer.Option(min=1, max=64, help="PostgreSQL shards.")] = 1,
     replicas: Annotated[int, typer.Option(min=0, max=8, help="Streaming replicas per shard.")] = 1,
+    pgbouncer: Annotated[
+        bool, typer.Option(help="PgBouncer (transaction mode) before each primary.")
+    ] = False,
     base_port: Annotated[
         int | None, typer.Option(min=1024, max=65000, help="First port (default: free ports).")
     ] = None,
@@ -37,7 +40,7 @@ def stack_up(
     """
     from c50k.stack.stack import StackPlan, up  # noqa: PLC0415 -- keep --help fast.
 
-    plan = StackPlan(shards=shards, replicas=replicas, base_port=base_port)
+    plan = StackPlan(shards=shards, replicas=replicas, pgbouncer=pgbouncer, base_port=base_port)
     try:
         state = up(plan, state_dir)
     except StackError as exc:

@@ -72,7 +72,7 @@ def bindir() -> Path:
     )
 
 
-def _run_as() -> str | None:
+def run_as() -> str | None:
     if os.geteuid() != 0:
         return None
     try:
@@ -102,7 +102,7 @@ class Cluster:
         return self.data_dir.parent / f"{self.name}.log"
 
     def _tool(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        user = _run_as()
+        user = run_as()
         result = subprocess.run(  # noqa: S603 -- argv built here from fixed tool names.
             [str(bindir() / tool), *args],
             capture_output=True,
@@ -127,7 +127,7 @@ class Cluster:
 
     def _prepare_dir(self) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        user = _run_as()
+        user = run_as()
         if user is not None:
             # The postgres user must reach its data directory through ours.
             entry = pwd.getpwnam(user)
@@ -167,7 +167,7 @@ class Cluster:
         if primary is not None:
             (self.data_dir / "standby.signal").touch()
             names.append("standby.signal")
-        user = _run_as()
+        user = run_as()
         if user is not None:
             entry = pwd.getpwnam(user)
             for name in names:
@@ -203,7 +203,7 @@ class Cluster:
                 self.name,
                 [str(bindir() / "postgres"), "-D", str(self.data_dir)],
                 self.log_path,
-                user=_run_as(),
+                user=run_as(),
             )
             .start()
             .detach()

@@ -75,11 +75,13 @@ Tier = Callable[[Launch], None]
 
 
 def _tiers(plan: StackPlan) -> list[Tier]:
-    from c50k.stack import postgres  # noqa: PLC0415 -- each tier loads only when used.
+    from c50k.stack import pgbouncer, postgres  # noqa: PLC0415 -- each tier when used.
 
     tiers: list[Tier] = []
     if plan.shards > 0:
         tiers.append(postgres.start_tier)
+        if plan.pgbouncer:
+            tiers.append(pgbouncer.start_tier)
     return tiers
 
 

@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 
 from c50k.settings import PostgresSettings
 from c50k.store.postgres import engine_url, server_name
+from c50k.store.routing import parse_lsn
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATUS_TIMEOUT_SECONDS = 3.0
@@ -58,7 +59,7 @@ class ServerStatus:
 async def _server_status(shard: int, role: str, dsn: str, primary_lsn: str | None) -> ServerStatus:
     name = server_name(dsn)
     try:
-        conn = await asyncpg.connect(dsn, timeout=STATUS_TIMEOUT_SECONDS)
+        conn = await asyncpg.connect(dsn, timeout=STATUS_TIMEOUT_SECONDS, statement_cache_size=0)
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         return ServerStatus(shard, role, name, False, f"unreachable: {exc}")
     try:
@@ -74,7 +75,7 @@ async def _server_status(shard: int, role: str, dsn: str, primary_lsn: str | Non
             " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
             " ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,"
             " pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::bigint",
-            primary_lsn,
+            None if primary_lsn is None else parse_lsn(primary_lsn),  # asyncpg: pg_lsn is int.
         )
         assert row is not None  # noqa: S101 -- one row, always.
         lag = None if row[1] is None else float(row[1])
@@ -86,7 +87,7 @@ async def _server_status(shard: int, role: str, dsn: str, primary_lsn: str | Non
 
 async def _primary_lsn(dsn: str) -> str | None:
     try:
-        conn = await asyncpg.connect(dsn, timeout=STATUS_TIMEOUT_SECONDS)
+        conn = await asyncpg.connect(dsn, timeout=STATUS_TIMEOUT_SECONDS, statement_cache_size=0)
     except (OSError, TimeoutError, asyncpg.PostgresError):
         return None
     try:

@@ -1,0 +1,73 @@
+"""`c50k stack up | status | down` and `c50k db status` as a user runs them, and `c50k serve`
+(gunicorn, 2 workers) on the stack's settings file: sharded PostgreSQL behind PgBouncer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import orjson
+
+from c50k.stack.state import StackState
+from c50k.store.consistency import HEADER
+from tests.e2e.conftest import start_service
+
+C50K = [sys.executable, "-m", "c50k"]
+
+
+def c50k(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*C50K, *args], capture_output=True, text=True, timeout=180, env=env, check=False
+    )
+
+
+def test_stack_up_serve_status_down(tmp_path: Path) -> None:
+    state_dir = tmp_path / "stack"
+    up = c50k(
+        "stack", "up", "--state-dir", str(state_dir), "--shards", "2", "--replicas", "1",
+        "--pgbouncer",
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr
+        state = StackState.load(state_dir)
+        assert sorted(s.kind for s in state.services) == ["pgbouncer"] * 2 + ["postgres"] * 4
+        status = c50k("stack", "status", "--state-dir", str(state_dir))
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("running") == 6
+
+        env = {**os.environ, "C50K_SETTINGS_FILE": str(state.settings_path)}
+        db = c50k("db", "status", env=env)
+        assert db.returncode == 0, db.stdout + db.stderr
+        assert db.stdout.count("streaming") == 2
+        assert db.stdout.count("0001") == 4  # Every server, replicas too, at the head revision.
+
+        service = start_service(
+            tmp_path, None, env={"C50K_SETTINGS_FILE": str(state.settings_path)}
+        )
+        try:
+            with httpx.Client(base_url=service.url, timeout=10.0) as http:
+                tokens = {}
+                for item_id in range(1, 21):
+                    written = http.put(f"/items/{item_id}", json={"n": item_id})
+                    assert written.status_code == 200, written.text
+                    tokens[item_id] = written.headers[HEADER]
+                shards = {token.split("/")[0] for token in tokens.values()}
+                assert shards == {"0", "1"}  # Twenty ids landed on both shards.
+                for item_id in range(1, 20):
+                    answer = http.get(f"/items/{item_id}", headers={HEADER: tokens[item_id]})
+                    assert orjson.loads(answer.content) == {
+                        "main_item": {"id": item_id, "n": item_id},
+                        "related_item": {"id": item_id + 1, "n": item_id + 1},
+                    }
+                page = http.get("/items", params={"limit": 15}).json()
+                assert [i["id"] for i in page["items"]] == list(range(1, 16))
+        finally:
+            assert service.process.stop() == 0, service.process.log_tail()
+    finally:
+        down = c50k("stack", "down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert not any(s.running() for s in state.services)  # No process left behind.
+    assert c50k("stack", "status", "--state-dir", str(state_dir)).returncode == 1
