@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +216,21 @@ def test_traces_cover_the_request_cache_store_and_upstream(
     assert f'"trace_id": "0x{trace_id}"' in log
     assert '"kind": "SpanKind.SERVER"' in log
     assert '"service.name": "c50k-e2e"' in log
+
+
+def test_profile_records_a_flame_graph_of_a_worker(service: Service, tmp_path: Path) -> None:
+    output = tmp_path / "worker.svg"
+    argv = [sys.executable, "-m", "c50k", "profile", "--pid", str(service.process.pid)]
+    profiled = subprocess.run(
+        # --idle: no load here, and a waiting worker leaves no samples otherwise.
+        [*argv, "--seconds", "1", "--idle", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert profiled.returncode == 0, profiled.stdout + profiled.stderr
+    worker = int(re.findall(r"worker (\d+)", profiled.stdout)[0])
+    assert worker != service.process.pid  # A worker, not the master.
+    assert output.read_text().lstrip().startswith("<?xml")
+    assert "<svg" in output.read_text()
