@@ -194,5 +194,57 @@ def config_docs() -> None:
     typer.echo(configuration_table(), nl=False)
 
 
+# Issue "observability": self-contained so the integrator can fold it into the render group.
+render_app = typer.Typer(help="Render configuration files for the stack around c50k.")
+app.add_typer(render_app, name="render")
+
+
+@render_app.command("prometheus")
+def render_prometheus(
+    instances: Annotated[
+        str,
+        typer.Option(help="Metrics exporters to scrape: host:port,host:port (C50K_METRICS_PORT)."),
+    ],
+    job: Annotated[str, typer.Option(help="The job label of every series.")] = "c50k",
+    interval: Annotated[int, typer.Option(min=1, help="Scrape interval in seconds.")] = 15,
+    output: Annotated[
+        Path | None, typer.Option(help="Write here instead of standard output.")
+    ] = None,
+) -> None:
+    """A Prometheus configuration that scrapes every instance's metrics exporter."""
+    from c50k.observability.prometheus_config import (  # noqa: PLC0415 -- keep --help fast.
+        parse_instances,
+        render_scrape_config,
+    )
+
+    try:
+        text = render_scrape_config(parse_instances(instances), job=job, interval_seconds=interval)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+@app.command()
+def profile(
+    pid: Annotated[int, typer.Option(help="A worker's PID, or the master's (its first worker).")],
+    seconds: Annotated[int, typer.Option(min=1, max=3600, help="How long to sample.")] = 10,
+    output: Annotated[Path, typer.Option(help="The flame graph (SVG).")] = Path("profile.svg"),
+    rate: Annotated[int, typer.Option(min=1, max=1000, help="Samples per second.")] = 100,
+    idle: Annotated[bool, typer.Option(help="Sample the worker while it waits, too.")] = False,
+) -> None:
+    """Record a flame graph of a live worker with py-spy (docs/observability.md)."""
+    from c50k.observability.profiling import ProfileError, record_flame_graph  # noqa: PLC0415
+
+    try:
+        worker = record_flame_graph(pid, seconds, output, rate, idle=idle)
+    except ProfileError as exc:
+        typer.echo(f"c50k profile: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"flame graph of worker {worker} ({seconds} s) in {output}")
+
+
 def main() -> None:
     app()

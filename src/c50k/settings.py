@@ -77,7 +77,9 @@ class ServerSettings(BaseModel):
         default=0, ge=0, description="Random extra requests, so workers restart apart."
     )
     reuse_port: bool = Field(default=True, description="SO_REUSEPORT on the listening socket.")
-    access_log: bool = Field(default=False, description="Log every request (costs throughput).")
+    access_log: bool = Field(
+        default=False, description="Log every request, with its request id (costs throughput)."
+    )
     max_connections_per_worker: int | None = Field(
         default=None,
         ge=1,
@@ -247,6 +249,38 @@ class LogSettings(BaseModel):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of gunicorn, uvicorn and c50k."
     )
+    format: Literal["json", "console"] = Field(
+        default="json",
+        description="json: one JSON object a line (structlog), with the request id; "
+        "console: for people at a terminal.",
+    )
+    request_id: bool = Field(
+        default=True,
+        description="Take X-Request-ID (or make one), return it, log it, send it upstream.",
+    )
+
+
+class MetricsSettings(BaseModel):
+    enabled: bool = Field(
+        default=True, description="Prometheus metrics of every worker, summed by an exporter."
+    )
+    host: str = Field(
+        default="127.0.0.1", description="Address of the metrics exporter (not the API's)."
+    )
+    port: int = Field(
+        default=9101, ge=0, le=65535, description="Port of the metrics exporter: GET /metrics."
+    )
+    multiproc_dir: Path | None = Field(
+        default=None,
+        description="Where workers write their metrics; wiped at start "
+        "(unset: a new temporary directory per master).",
+    )
+    flush_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Workers count in memory and publish this often (and when they stop).",
+    )
 
 
 class Settings(BaseSettings):
@@ -270,6 +304,9 @@ class Settings(BaseSettings):
         default_factory=RequestSettings, description="Limits of one request"
     )
     log: LogSettings = Field(default_factory=LogSettings, description="Logging")
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="Prometheus metrics"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -3,10 +3,11 @@ and client on start and closes them in reverse order. Nothing connects at import
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -23,7 +24,19 @@ from c50k.api.services import Services
 from c50k.cache.memory import MemoryCache
 from c50k.cache.readthrough import ReadThroughCache
 from c50k.items.service import ItemService
-from c50k.items.sources import SourceChain
+from c50k.items.sources import Reads, SourceChain, Upstream
+from c50k.observability.instrumentation import Instrumentation
+from c50k.observability.metrics import Metrics
+from c50k.observability.refusals import Refusals
+from c50k.observability.requestid import RequestIds
+from c50k.observability.tracing import (
+    TracedReads,
+    TracedUpstream,
+    start_tracing,
+    trace_headers,
+    traced,
+    tracing_requested,
+)
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
 from c50k.store.base import ItemStore
@@ -38,6 +51,9 @@ async def open_services(
     lifecycle: Lifecycle,
     stack: AsyncExitStack,
     store: ItemStore | None = None,
+    *,
+    metrics: Metrics | None = None,
+    tracing: bool = False,
 ) -> Services:
     """Open every tier; `stack` closes them in reverse order. A given `store` is used as is
     (embedding, tests) and stays open: its owner closes it."""
@@ -47,11 +63,20 @@ async def open_services(
 
     upstream: UpstreamClient | None = None
     if settings.upstream.url is not None:
-        upstream = UpstreamClient(settings.upstream)
+        upstream = UpstreamClient(
+            settings.upstream,
+            metrics=metrics.upstream if metrics is not None else None,
+            trace_headers=trace_headers if tracing else None,
+        )
         await upstream.open()
         stack.push_async_callback(upstream.close)
 
-    sources = SourceChain(store, upstream)
+    reads: Reads = store
+    fetches: Upstream | None = upstream
+    if tracing:
+        reads = TracedReads(store)
+        fetches = TracedUpstream(upstream) if upstream is not None else None
+    sources = SourceChain(reads, fetches)
     cache: ReadThroughCache | None = None
     if settings.cache.enabled:
         memory = MemoryCache(
@@ -59,7 +84,10 @@ async def open_services(
             ttl=settings.cache.ttl_seconds,
             negative_ttl=settings.cache.negative_ttl_seconds,
         )
-        cache = ReadThroughCache(memory, sources.load)
+        load = traced("cache.load", sources.load) if tracing else sources.load
+        cache = ReadThroughCache(memory, load)
+        if metrics is not None:
+            metrics.watch_cache(cache.counts)
     items = ItemService(store, sources, cache, settings.request.deadline_seconds)
     return Services(settings, lifecycle, store, upstream, cache, items)
 
@@ -72,11 +100,21 @@ def create_app(
 ) -> FastAPI:
     settings = settings if settings is not None else Settings()
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+    metrics = Metrics() if settings.metrics.enabled else None
+    # FastAPI's native OpenTelemetry looked up the tracer provider, and with it os.environ, on
+    # every request (2.5% of a fan-out worker's CPU): on only when OTEL_* variables ask for it.
+    tracing = tracing_requested()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await open_services(settings, lifecycle, stack, store)
+            if tracing:
+                stack.callback(start_tracing())
+            if metrics is not None:
+                await stack.enter_async_context(_publishing(metrics, settings))
+            app.state.services = await open_services(
+                settings, lifecycle, stack, store, metrics=metrics, tracing=tracing
+            )
             logger.info(
                 "serving: store=%s cache=%s upstream=%s",
                 settings.store.backend,
@@ -85,13 +123,16 @@ def create_app(
             )
             yield
 
-    # FastAPI's native OpenTelemetry looked up the tracer provider, and with it os.environ, on
-    # every request (2.5% of a fan-out worker's CPU): on only when OTEL_* variables ask for it.
-    otel = any(name.startswith("OTEL_") for name in os.environ)
     app = C50kApp(
         max_in_flight=settings.server.max_in_flight,
         lifecycle=lifecycle,
-        telemetry={"tracing": otel, "metrics": otel, "logs": otel},
+        observability=Observability(
+            metrics=metrics,
+            request_ids=RequestIds() if settings.log.request_id else None,
+            access_log=settings.server.access_log,
+        ),
+        # Prometheus carries the metrics, structlog the logs; OpenTelemetry the traces only.
+        telemetry={"tracing": tracing, "metrics": False, "logs": False},
         title="c50k",
         version=__version__,
         summary="An aggregation API built to hold 50,000+ concurrent requests.",
@@ -105,20 +146,76 @@ def create_app(
     return app
 
 
+@asynccontextmanager
+async def _publishing(metrics: Metrics, settings: Settings) -> AsyncIterator[None]:
+    """Publish the worker's metrics every interval, and once more when it stops: a worker
+    restarted by max_requests or SIGHUP loses no count."""
+    publisher = asyncio.ensure_future(
+        metrics.publish_every(settings.metrics.flush_interval_seconds)
+    )
+    try:
+        yield
+    finally:
+        publisher.cancel()
+        metrics.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Observability:
+    metrics: Metrics | None
+    request_ids: RequestIds | None
+    access_log: bool
+
+    @property
+    def per_request(self) -> bool:
+        return self.metrics is not None or self.request_ids is not None or self.access_log
+
+
 class C50kApp(FastAPI):
-    """FastAPI with admission control and the hot route's fast path outside its middleware.
+    """FastAPI with admission control and the hot route's fast path outside its middleware,
+    and the request's metrics, id and access log around both.
 
     Starlette wraps user middleware inside its error and exception middlewares (and FastAPI
     adds its own); a shed request or a cached GET /items/{id} needs none of them, and at
     overload every microsecond a shed request costs comes out of the admitted ones.
     """
 
-    def __init__(self, *, max_in_flight: int, lifecycle: Lifecycle, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_in_flight: int,
+        lifecycle: Lifecycle,
+        observability: Observability,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._max_in_flight = max_in_flight
         self._lifecycle = lifecycle
+        self._observability = observability
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         fast = ItemsFastPath(inner, state=self.state, lifecycle=self._lifecycle)
-        return AdmissionControl(fast, max_in_flight=self._max_in_flight)
+        admission = AdmissionControl(fast, max_in_flight=self._max_in_flight)
+        seen = self._observability
+        if seen.metrics is not None:
+            _sample_admission(seen.metrics, admission)
+        if not seen.per_request:
+            return admission
+        return Instrumentation(
+            admission,
+            metrics=seen.metrics,
+            request_ids=seen.request_ids,
+            access_log=seen.access_log,
+        )
+
+
+def _sample_admission(metrics: Metrics, admission: AdmissionControl) -> None:
+    in_flight = metrics.http_in_flight
+
+    def sample() -> None:
+        in_flight.set(admission.in_flight)
+        metrics.publish_delta(metrics.http_shed, ("shed",), admission.shed)
+        metrics.publish_delta(metrics.connections_refused, ("refused",), Refusals.count)
+
+    metrics.add_sampler(sample)

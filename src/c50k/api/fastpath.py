@@ -16,6 +16,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from c50k.items.service import Aggregate
+from c50k.observability.instrumentation import ROUTE_KEY
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import MAX_ITEM_ID
 from c50k.store import consistency
@@ -27,6 +28,7 @@ INTERNAL_ERROR = b'{"detail":"Internal server error"}'
 MAX_DIGITS = len(str(MAX_ITEM_ID))
 COMPLETE_HEADER = "X-Items-Complete"
 TOKEN_HEADER = consistency.HEADER.lower().encode()
+ROUTE = "/items/{item_id}"  # The template FastAPI's route has; metrics label it so.
 
 
 def aggregate_answer(aggregate: Aggregate) -> tuple[bytes, str]:
@@ -61,6 +63,7 @@ class ItemsFastPath:
         if item_id is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE_KEY] = ROUTE
         try:
             aggregate = await self.state.services.items.aggregate(item_id)
         except Exception:

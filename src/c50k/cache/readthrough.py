@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from c50k.cache.memory import Entry, MemoryCache
 from c50k.cache.singleflight import SingleFlight
 from c50k.exceptions import ItemNotFound
+from c50k.observability.metrics import CacheCounts
 from c50k.store.base import ItemJson
 
 
@@ -20,15 +21,24 @@ class ReadThroughCache:
         self._memory = memory
         self._load = load
         self._flights: SingleFlight[int, Entry] = SingleFlight()
+        # Plain ints: the metrics flush reads them (c50k_cache_*_total{level="memory"}).
+        self.counts = CacheCounts("memory")
 
     def peek(self, item_id: int) -> Entry | None:
-        """The cached entry, without waiting: the hot path answers from here."""
-        return self._memory.get(item_id)
+        """The cached entry, without waiting: the hot path answers from here. A miss here is
+        followed by get(), which counts it."""
+        entry = self._memory.get(item_id)
+        if entry is not None:
+            self.counts.hits += 1
+        return entry
 
     async def get(self, item_id: int) -> ItemJson:
         entry = self._memory.get(item_id)
         if entry is None:
+            self.counts.misses += 1
             entry = await self._flights.do(item_id, lambda: self._fill(item_id))
+        else:
+            self.counts.hits += 1
         if entry.body is None:
             raise ItemNotFound(item_id)
         return entry.body
@@ -38,6 +48,7 @@ class ReadThroughCache:
         self._flights.forget(item_id)
 
     async def _fill(self, item_id: int) -> Entry:
+        self.counts.loads += 1
         try:
             entry = Entry(await self._load(item_id))
         except ItemNotFound:

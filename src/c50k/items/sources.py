@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from c50k.exceptions import ItemNotFound
-from c50k.store.base import ItemJson, ItemStore
+from c50k.store.base import ItemJson
+
+
+class Reads(Protocol):
+    async def get(self, item_id: int) -> ItemJson | None: ...
 
 
 class Upstream(Protocol):
@@ -13,7 +17,7 @@ class Upstream(Protocol):
 
 
 class SourceChain:
-    def __init__(self, store: ItemStore, upstream: Upstream | None) -> None:
+    def __init__(self, store: Reads, upstream: Upstream | None) -> None:
         self._store = store
         self._upstream = upstream
 

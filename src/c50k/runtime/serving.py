@@ -8,6 +8,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from c50k.observability.logs import logger_class
+from c50k.observability.multiprocess import MetricsHooks
 from c50k.settings import Settings
 
 WORKER_CLASS = "c50k.runtime.worker.C50kWorker"
@@ -32,13 +34,16 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "max_requests": server.max_requests,
         "max_requests_jitter": server.max_requests_jitter,
         "reuse_port": server.reuse_port,
-        "accesslog": "-" if server.access_log else None,
+        # C50K_SERVER_ACCESS_LOG is c50k's own access line (with the request id), not gunicorn's.
+        "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log.level,
+        "logger_class": logger_class(settings.log.format),
         "forwarded_allow_ips": server.forwarded_allow_ips,
         "proc_name": "c50k",
         # gunicorn 24+ opens a control socket in $HOME; several instances would share one path.
         "control_socket_disable": True,
+        **(MetricsHooks(settings.metrics).options() if settings.metrics.enabled else {}),
     }
 
 

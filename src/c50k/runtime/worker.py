@@ -22,6 +22,7 @@ from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from c50k.observability.refusals import count_refusals
 from c50k.runtime.acceptor import BatchAcceptor
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
@@ -110,6 +111,8 @@ class C50kWorker(UvicornWorker):  # type: ignore[misc]  # uvicorn_worker ships n
         self.config.limit_concurrency = self.cfg.worker_connections
         self.config.timeout_graceful_shutdown = settings.server.graceful_timeout_seconds
         self._drain_seconds = settings.server.drain_seconds
+        if settings.metrics.enabled:
+            count_refusals()
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

@@ -12,7 +12,9 @@ Only the operator's URL template is ever fetched: the item id is an int formatte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from time import perf_counter
 
 import orjson
 from pyreqwest.client import Client, ClientBuilder
@@ -30,17 +32,35 @@ from c50k.exceptions import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
+from c50k.observability.metrics import PendingHistogram
+from c50k.observability.requestid import request_id
 from c50k.settings import UpstreamSettings
 from c50k.store.base import ItemJson
 
+# The `outcome` label of c50k_upstream_requests_total, by what fetch() raised.
+OUTCOMES: dict[type[Exception], str] = {
+    ItemNotFound: "not_found",
+    UpstreamStatusError: "status_error",
+    UpstreamUnavailable: "unavailable",
+    UpstreamInvalidResponse: "invalid_response",
+}
+
 
 class UpstreamClient:
-    def __init__(self, settings: UpstreamSettings) -> None:
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        *,
+        metrics: PendingHistogram | None = None,
+        trace_headers: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
         if settings.url is None:
             raise ValueError("UpstreamClient needs settings.url")
         self._template = settings.url
         self._settings = settings
         self._client: Client | None = None
+        self._metrics = metrics
+        self._trace_headers = trace_headers
 
     async def open(self) -> None:
         s = self._settings
@@ -71,13 +91,32 @@ class UpstreamClient:
 
     async def fetch(self, item_id: int) -> ItemJson:
         """The item as compact JSON object text; raises an UpstreamError or ItemNotFound."""
+        if self._metrics is None:
+            return await self._fetch(item_id)
+        started, outcome = perf_counter(), "ok"
+        try:
+            return await self._fetch(item_id)
+        except Exception as exc:
+            outcome = OUTCOMES.get(type(exc), "error")
+            raise
+        finally:
+            self._metrics.observe((outcome,), perf_counter() - started)
+
+    async def _fetch(self, item_id: int) -> ItemJson:
         client = self._client
         if client is None:
             raise UpstreamUnavailable(self._template, "client is closed")
         url = self._template.replace("{id}", str(item_id))
         limit = self._settings.max_body_bytes
+        request = client.get(url)
+        rid = request_id.get()
+        if rid is not None:
+            request = request.header("X-Request-ID", rid)
+        if self._trace_headers is not None:
+            for name, value in self._trace_headers().items():
+                request = request.header(name, value)
         try:
-            async with client.get(url).build_streamed() as response:
+            async with request.build_streamed() as response:
                 status = response.status
                 if status == 404:
                     raise ItemNotFound(item_id)

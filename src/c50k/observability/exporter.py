@@ -1,0 +1,43 @@
+"""The metrics exporter: GET /metrics sums every worker's files (prometheus_client's
+MultiProcessCollector). Started by the gunicorn master (c50k.observability.multiprocess);
+it stops on SIGTERM, and by itself when the master is gone.
+
+    python -m c50k.observability.exporter HOST PORT DIRECTORY MASTER_PID
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+PARENT_CHECK_SECONDS = 1.0
+
+
+def main(argv: list[str]) -> int:
+    host, port, directory, master = argv[0], int(argv[1]), argv[2], int(argv[3])
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # no hints there
+    server, thread = start_http_server(port, host, registry)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)  # Sent by the master's on_exit hook.
+    signal.signal(signal.SIGINT, on_signal)  # Ctrl-C reaches the whole foreground group.
+    # A master killed with SIGKILL cannot stop us; its workers notice the same way.
+    while not stop.wait(PARENT_CHECK_SECONDS) and os.getppid() == master:
+        pass
+    server.shutdown()
+    thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

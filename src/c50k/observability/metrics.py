@@ -1,0 +1,259 @@
+"""The Prometheus metrics of one worker: counted in memory, published every flush interval.
+
+Why not call prometheus_client on every request: in multiprocess mode (several gunicorn
+workers) every `inc()` takes a lock and writes an mmap'd file. On this machine that measured
+2.6 µs a counter and 5.1 µs a histogram observation, about 17 µs for what one request records,
+against ~50 µs of CPU for a whole cached GET /items/{id}. Counting into dicts of ints costs a
+fraction of a microsecond; `flush()` turns the counts into the same files every
+`C50K_METRICS_FLUSH_INTERVAL_SECONDS`. A worker that stops (SIGTERM, SIGHUP, max_requests)
+flushes in its lifespan's shutdown, so no request is lost or counted twice; a worker killed
+with SIGKILL loses at most one interval.
+
+Interface for the other tiers (all calls are cheap and never raise into the caller):
+- `metrics.add_sampler(fn)`: `fn()` runs at every flush, on the event loop; read your own
+  counters there and publish them, e.g. with `metrics.publish_delta(child, key, total)` for
+  cumulative counts and `gauge_child.set(value)` for levels.
+- `metrics.register_pools(source)`: `source.pool_stats()` yields `PoolStats` (shard, role,
+  size, checked out, overflow) at every flush; `metrics.observe_pool_wait(shard, role, s)` per
+  checkout; `metrics.set_replication_lag(shard, replica, s)`.
+- `metrics.set_breaker_state(name, BreakerState.OPEN)`; cache levels use `CacheCounts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+logger = logging.getLogger(__name__)
+
+# Sub-millisecond (a cached read) to seconds (the request deadline is 3 s by default).
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# Routes not matched by any handler share one label: a client must not mint label values.
+UNMATCHED_ROUTE = "unmatched"
+
+
+class BreakerState(enum.IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    shard: str
+    role: str  # "primary" or "replica"
+    size: int
+    checked_out: int
+    overflow: int
+
+
+class PoolStatsSource(Protocol):
+    def pool_stats(self) -> Iterable[PoolStats]: ...
+
+
+class _Observations:
+    """Observations of one label set since the last flush."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * buckets
+
+
+class PendingHistogram:
+    """A histogram (and optionally a counter with the same labels) counted in memory."""
+
+    def __init__(
+        self,
+        histogram: Histogram,
+        counter: Counter | None = None,
+        bounds: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> None:
+        self._histogram = histogram
+        self._counter = counter
+        self._bounds = bounds
+        self._pending: dict[tuple[str, ...], _Observations] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        pending = self._pending.get(labels)
+        if pending is None:
+            pending = self._pending[labels] = _Observations(len(self._bounds) + 1)
+        pending.count += 1
+        pending.sum += seconds
+        # prometheus_client keeps bucket i for `value <= bound i`: bisect_left finds it.
+        pending.buckets[bisect_left(self._bounds, seconds)] += 1
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for labels, seen in pending.items():
+            child = self._histogram.labels(*labels)
+            # prometheus_client has no public "add n observations to bucket i"; its child keeps
+            # one value per bucket (not cumulative) and one for the sum. A unit test checks
+            # this gives what observe() would.
+            for value, count in zip(child._buckets, seen.buckets, strict=True):
+                if count:
+                    value.inc(count)
+            child._sum.inc(seen.sum)
+            if self._counter is not None:
+                self._counter.labels(*labels).inc(seen.count)
+
+
+@dataclass(slots=True)
+class CacheCounts:
+    """What one cache level counts; its owner increments the fields, the flush reads them."""
+
+    level: str
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+
+
+class Metrics:
+    """Every metric c50k exports; one per worker. `registry=None` in a worker under gunicorn
+    (prometheus_client writes the multiprocess files whatever the registry); tests pass their
+    own registry and read it back."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry
+        route = ["method", "route", "status"]
+        pool = ["shard", "role"]
+        self.http_requests = Counter(
+            "c50k_http_requests", "Requests answered, by route template and status.", route,
+            registry=r,
+        )  # fmt: skip
+        self.http_duration = Histogram(
+            "c50k_http_request_duration_seconds",
+            "Time from the request's arrival in the app to its last body byte.",
+            route, buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.http_in_flight = Gauge(
+            "c50k_http_requests_in_flight", "Requests being worked on (sampled each flush).",
+            multiprocess_mode="livesum", registry=r,
+        )  # fmt: skip
+        self.http_shed = Counter(
+            "c50k_http_requests_shed", "Requests answered 503 by admission control.", registry=r
+        )
+        self.connections_refused = Counter(
+            "c50k_http_connections_refused",
+            "Requests answered 503 by a worker at its connection cap.",
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "c50k_upstream_requests", "Calls to the upstream API, by outcome.", ["outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.upstream_duration = Histogram(
+            "c50k_upstream_request_duration_seconds", "Upstream call latency, by outcome.",
+            ["outcome"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.breaker_state = Gauge(
+            "c50k_circuit_breaker_state",
+            "0 closed, 1 half-open, 2 open; the worst of the live workers.",
+            ["breaker"], multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+        self.cache_hits = Counter("c50k_cache_hits", "Cache hits.", ["level"], registry=r)
+        self.cache_misses = Counter("c50k_cache_misses", "Cache misses.", ["level"], registry=r)
+        self.cache_loads = Counter(
+            "c50k_cache_loads", "Loads from the sources after a miss (single-flight: one "
+            "per key at a time).", ["level"], registry=r,
+        )  # fmt: skip
+        self.pool_size = Gauge(
+            "c50k_store_pool_size", "Connections a store pool keeps.", pool,
+            multiprocess_mode="livesum", registry=r,
+        )  # fmt: skip
+        self.pool_checked_out = Gauge(
+            "c50k_store_pool_checked_out", "Store connections in use.", pool,
+            multiprocess_mode="livesum", registry=r,
+        )  # fmt: skip
+        self.pool_overflow = Gauge(
+            "c50k_store_pool_overflow", "Store connections beyond the pool size.", pool,
+            multiprocess_mode="livesum", registry=r,
+        )  # fmt: skip
+        self.pool_wait = Histogram(
+            "c50k_store_pool_wait_seconds", "Time to check a connection out of a pool.", pool,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.replication_lag = Gauge(
+            "c50k_store_replication_lag_seconds", "How far a replica is behind its primary.",
+            ["shard", "replica"], multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
+
+        self.requests = PendingHistogram(self.http_duration, self.http_requests)
+        self.upstream = PendingHistogram(self.upstream_duration, self.upstream_requests)
+        self._pool_wait = PendingHistogram(self.pool_wait)
+        self._samplers: list[Callable[[], None]] = []
+        self._published: dict[tuple[object, ...], float] = {}
+        self._pools: list[PoolStatsSource] = []
+
+    # The other tiers' interface.
+    def add_sampler(self, sampler: Callable[[], None]) -> None:
+        self._samplers.append(sampler)
+
+    def publish_delta(self, counter: Counter, key: tuple[object, ...], total: float) -> None:
+        """Add to `counter` what `total` (a cumulative count kept elsewhere) grew by."""
+        last = self._published.get(key, 0)
+        if total > last:
+            counter.inc(total - last)
+        self._published[key] = total
+
+    def register_pools(self, source: PoolStatsSource) -> None:
+        self._pools.append(source)
+
+    def observe_pool_wait(self, shard: str, role: str, seconds: float) -> None:
+        self._pool_wait.observe((shard, role), seconds)
+
+    def set_replication_lag(self, shard: str, replica: str, seconds: float) -> None:
+        self.replication_lag.labels(shard, replica).set(seconds)
+
+    def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
+        self.breaker_state.labels(breaker).set(int(state))
+
+    def watch_cache(self, counts: CacheCounts) -> None:
+        level = counts.level
+        hits, misses = self.cache_hits.labels(level), self.cache_misses.labels(level)
+        loads = self.cache_loads.labels(level)
+
+        def sample() -> None:
+            self.publish_delta(hits, ("cache_hits", level), counts.hits)
+            self.publish_delta(misses, ("cache_misses", level), counts.misses)
+            self.publish_delta(loads, ("cache_loads", level), counts.loads)
+
+        self.add_sampler(sample)
+
+    # Publishing.
+    def flush(self) -> None:
+        for sampler in self._samplers:
+            try:
+                sampler()
+            except Exception:  # A broken sampler must not stop the others, nor the worker.
+                logger.exception("metrics sampler %r failed", sampler)
+        for source in self._pools:
+            try:
+                for stats in source.pool_stats():
+                    labels = (stats.shard, stats.role)
+                    self.pool_size.labels(*labels).set(stats.size)
+                    self.pool_checked_out.labels(*labels).set(stats.checked_out)
+                    self.pool_overflow.labels(*labels).set(stats.overflow)
+            except Exception:
+                logger.exception("pool stats of %r failed", source)
+        self.requests.flush()
+        self.upstream.flush()
+        self._pool_wait.flush()
+
+    async def publish_every(self, interval: float) -> None:
+        """Flush every `interval` seconds until cancelled (the lifespan flushes once more)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.flush()

@@ -1,0 +1,236 @@
+"""Metrics, logs and traces of the real `c50k serve`: counts exact across workers and
+restarts, a scrape that promtool accepts, JSON log lines and request ids that reach the
+upstream, spans of the cache, store and upstream."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from c50k.stack.process import free_port
+from tests.e2e.conftest import Service, Upstream, start_service
+
+pytestmark = pytest.mark.e2e
+
+FLUSH = "0.2"
+SCRAPE_WAIT_SECONDS = 15.0
+# The readiness polls of start_service are counted too; the tests count only these routes.
+ROUTES = ("/items/{item_id}", "/health", "unmatched")
+
+
+def metrics_env(port: int, **more: str) -> dict[str, str]:
+    return {
+        "C50K_METRICS_PORT": str(port),
+        "C50K_METRICS_FLUSH_INTERVAL_SECONDS": FLUSH,
+        **more,
+    }
+
+
+def scrape(port: int) -> str:
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0)
+    response.raise_for_status()
+    return response.text
+
+
+def total(text: str, sample_name: str, routes: tuple[str, ...] = ROUTES) -> float:
+    found = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == sample_name and sample.labels.get("route") in routes:
+                found += sample.value
+    return found
+
+
+def wait_for_total(port: int, sample_name: str, expected: float) -> str:
+    """The scrape once the flushes have published `expected` (or the last one after a while);
+    the caller asserts on what it holds."""
+    deadline = time.monotonic() + SCRAPE_WAIT_SECONDS
+    text = scrape(port)
+    while total(text, sample_name) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = scrape(port)
+    return text
+
+
+def upstream_headers(upstream: Upstream) -> dict[str, str]:
+    """The headers of the last request the mock upstream received, names lower-cased."""
+    headers = upstream.stats()["last_request_headers"]
+    assert isinstance(headers, dict)
+    return {str(name).lower(): str(value) for name, value in headers.items()}
+
+
+def send_mix(url: str, rounds: int) -> int:
+    """Requests of every kind, each on a new connection so they spread over the workers."""
+    sent = 0
+    with httpx.Client(base_url=url, timeout=10.0, headers={"Connection": "close"}) as client:
+        for i in range(rounds):
+            assert client.get(f"/items/{1 + i % 30}").status_code == 200
+            assert client.get("/health").status_code == 200
+            assert client.get("/no-such-route").status_code == 404
+            assert client.get("/items/not-a-number").status_code == 422
+            sent += 4
+    return sent
+
+
+@pytest.fixture(scope="module")
+def four_workers(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+) -> Iterator[tuple[Service, int]]:
+    port = free_port()
+    running = start_service(
+        tmp_path_factory.mktemp("observed"), upstream.template, metrics_env(port), workers=4
+    )
+    yield running, port
+    assert running.process.stop() == 0, running.process.log_tail()
+
+
+def test_counts_summed_over_four_workers_equal_the_requests_sent(
+    four_workers: tuple[Service, int],
+) -> None:
+    service, port = four_workers
+    before = scrape(port)
+    sent = send_mix(service.url, 50)
+    expected = total(before, "c50k_http_requests_total") + sent
+    text = wait_for_total(port, "c50k_http_requests_total", expected)
+    assert total(text, "c50k_http_requests_total") == expected
+    assert total(text, "c50k_http_request_duration_seconds_count") == expected
+    # Later flushes add nothing: no request is counted twice.
+    time.sleep(3 * float(FLUSH))
+    again = scrape(port)
+    assert total(again, "c50k_http_requests_total") == expected
+    by_status = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(again)
+        for s in family.samples
+        if s.name == "c50k_http_requests_total"
+    }
+    assert by_status[("unmatched", "404")] >= 50
+    assert by_status[("/items/{item_id}", "422")] >= 50
+
+
+def test_a_real_scrape_passes_promtool(four_workers: tuple[Service, int]) -> None:
+    service, port = four_workers
+    send_mix(service.url, 3)
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is missing: scripts/system-deps installs prometheus"
+    text = scrape(port)
+    for name in (
+        "c50k_http_requests_total",
+        "c50k_http_request_duration_seconds_bucket",
+        "c50k_http_requests_in_flight",
+        "c50k_http_requests_shed_total",
+        "c50k_http_connections_refused_total",
+        "c50k_upstream_requests_total",
+        "c50k_cache_hits_total",
+    ):
+        assert re.search(rf"^{name}[{{ ]", text, re.MULTILINE), name
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_workers_restarted_by_max_requests_lose_and_double_nothing(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    port = free_port()
+    # With SO_REUSEPORT every worker has a listening socket of its own, and while the two
+    # restart at once nothing listens (connection refused): the master's shared socket here.
+    env = metrics_env(port, C50K_SERVER_MAX_REQUESTS="12", C50K_SERVER_REUSE_PORT="false")
+    service = start_service(tmp_path, upstream.template, env, workers=2)
+    try:
+        before = scrape(port)
+        sent = send_mix(service.url, 25)
+        expected = total(before, "c50k_http_requests_total") + sent
+        text = wait_for_total(port, "c50k_http_requests_total", expected)
+        assert total(text, "c50k_http_requests_total") == expected
+        assert total(text, "c50k_http_request_duration_seconds_count") == expected
+        # 100 requests at 12 a worker: several workers stopped and were replaced.
+        restarts = service.process.log_tail(10_000).count("Maximum request limit")
+        assert restarts >= 4, service.process.log_tail()
+    finally:
+        assert service.process.stop() == 0, service.process.log_tail()
+
+
+def test_log_lines_are_json_and_carry_the_request_id_to_the_upstream(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    env = metrics_env(free_port(), C50K_SERVER_ACCESS_LOG="true")
+    service = start_service(tmp_path, upstream.template, env)
+    try:
+        with httpx.Client(base_url=service.url, timeout=10.0) as client:
+            # An id no other test reads, so both sides come from the upstream.
+            answer = client.get("/items/70001", headers={"X-Request-ID": "obs-test-70001"})
+            assert answer.status_code == 200
+            assert answer.headers["x-request-id"] == "obs-test-70001"
+            seen = upstream_headers(upstream)
+            assert seen["x-request-id"] == "obs-test-70001"
+
+            made = client.get("/health").headers["x-request-id"]
+            assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made)
+            # Not sane (a space, or too long): replaced by a new id, never echoed or logged.
+            for bad in ("two words", "x" * 200):
+                replaced = client.get("/health", headers={"X-Request-ID": bad})
+                assert replaced.headers["x-request-id"] not in (bad, made)
+    finally:
+        assert service.process.stop() == 0, service.process.log_tail()
+
+    lines = [line for line in service.process.log_path.read_text().splitlines() if line]
+    records = [json.loads(line) for line in lines]  # Every line: one JSON object.
+    access = [r for r in records if r.get("logger") == "c50k.access"]
+    ours = [r for r in access if r.get("request_id") == "obs-test-70001"]
+    assert len(ours) == 1, access
+    assert ours[0]["route"] == "/items/{item_id}"
+    assert ours[0]["status"] == 200
+    assert {"timestamp", "level", "event"} <= ours[0].keys()
+    assert all(r.get("request_id") for r in access)
+
+
+def test_traces_cover_the_request_cache_store_and_upstream(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    env = metrics_env(free_port(), OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="c50k-e2e")
+    service = start_service(tmp_path, upstream.template, env, workers=1)
+    try:
+        answer = httpx.get(f"{service.url}/items/70101", timeout=10.0)
+        assert answer.status_code == 200
+        seen = upstream_headers(upstream)
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", seen["traceparent"])
+    finally:
+        # Stopping flushes the span processor into the log.
+        assert service.process.stop() == 0, service.process.log_tail()
+    log = service.process.log_path.read_text()
+    trace_id = seen["traceparent"].split("-")[1]
+    for name in ("cache.load", "store.get", "upstream.fetch"):
+        assert f'"name": "{name}"' in log, name
+    assert f'"trace_id": "0x{trace_id}"' in log
+    assert '"kind": "SpanKind.SERVER"' in log
+    assert '"service.name": "c50k-e2e"' in log
+
+
+def test_profile_records_a_flame_graph_of_a_worker(service: Service, tmp_path: Path) -> None:
+    output = tmp_path / "worker.svg"
+    argv = [sys.executable, "-m", "c50k", "profile", "--pid", str(service.process.pid)]
+    profiled = subprocess.run(
+        # --idle: no load here, and a waiting worker leaves no samples otherwise.
+        [*argv, "--seconds", "1", "--idle", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert profiled.returncode == 0, profiled.stdout + profiled.stderr
+    worker = int(re.findall(r"worker (\d+)", profiled.stdout)[0])
+    assert worker != service.process.pid  # A worker, not the master.
+    assert output.read_text().lstrip().startswith("<?xml")
+    assert "<svg" in output.read_text()

@@ -1,0 +1,225 @@
+"""Metrics counted in memory publish exactly what prometheus_client would have counted; the
+request id, the instrumentation wrapper, the dashboard and the scrape config, without I/O
+(but for promtool, run on a file)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from c50k.observability.dashboard import dashboard, metric_names, render
+from c50k.observability.instrumentation import ROUTE_KEY, Instrumentation, route_of
+from c50k.observability.metrics import (
+    LATENCY_BUCKETS,
+    UNMATCHED_ROUTE,
+    BreakerState,
+    CacheCounts,
+    Metrics,
+    PendingHistogram,
+    PoolStats,
+)
+from c50k.observability.prometheus_config import parse_instances, render_scrape_config
+from c50k.observability.requestid import RequestIds, request_id, sane_request_id
+from c50k.observability.tracing import tracing_requested
+
+ROOT = Path(__file__).resolve().parents[2]
+VALUES = [0.0, 0.0001, 0.00025, 0.0003, 0.001, 0.004, 0.02, 0.7, 3.0, 10.0, 42.0]
+
+
+def test_pending_histogram_publishes_what_observe_would() -> None:
+    registry = CollectorRegistry()
+    direct = Histogram("direct_seconds", "d", ["x"], buckets=LATENCY_BUCKETS, registry=registry)
+    pending_target = Histogram(
+        "pending_seconds", "p", ["x"], buckets=LATENCY_BUCKETS, registry=registry
+    )
+    pending = PendingHistogram(pending_target)
+    for value in VALUES:
+        direct.labels("a").observe(value)
+        pending.observe(("a",), value)
+    assert registry.get_sample_value("pending_seconds_count", {"x": "a"}) is None
+    pending.flush()
+    pending.flush()  # Nothing new: nothing added.
+    for bound in [*LATENCY_BUCKETS, float("inf")]:
+        le = "+Inf" if bound == float("inf") else str(bound)
+        assert registry.get_sample_value(
+            "pending_seconds_bucket", {"x": "a", "le": le}
+        ) == registry.get_sample_value("direct_seconds_bucket", {"x": "a", "le": le}), le
+    assert registry.get_sample_value("pending_seconds_count", {"x": "a"}) == len(VALUES)
+    assert registry.get_sample_value("pending_seconds_sum", {"x": "a"}) == pytest.approx(
+        sum(VALUES)
+    )
+
+
+def test_requests_count_and_time_together() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    for _ in range(3):
+        metrics.requests.observe(("GET", "/health", "200"), 0.0004)
+    metrics.requests.observe(("GET", "/health", "503"), 0.002)
+    metrics.flush()
+    labels = {"method": "GET", "route": "/health"}
+    assert registry.get_sample_value("c50k_http_requests_total", labels | {"status": "200"}) == 3
+    assert registry.get_sample_value("c50k_http_requests_total", labels | {"status": "503"}) == 1
+    count = registry.get_sample_value(
+        "c50k_http_request_duration_seconds_count", labels | {"status": "200"}
+    )
+    assert count == 3
+
+
+class Pools:
+    def pool_stats(self) -> Iterable[PoolStats]:
+        return [PoolStats("0", "primary", 10, 4, 1), PoolStats("0", "replica", 10, 2, 0)]
+
+
+def test_the_other_tiers_interface() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    counts = CacheCounts("redis", hits=5, misses=2, loads=1)
+    metrics.watch_cache(counts)
+    metrics.register_pools(Pools())
+    metrics.observe_pool_wait("0", "primary", 0.003)
+    metrics.set_replication_lag("0", "replica-1", 0.25)
+    metrics.set_breaker_state("redis", BreakerState.OPEN)
+
+    def broken() -> None:
+        raise RuntimeError("a sampler with a bug")
+
+    metrics.add_sampler(broken)
+    metrics.flush()
+    counts.hits += 3  # Cumulative: the next flush adds the growth only.
+    metrics.flush()
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("c50k_cache_hits_total", level="redis") == 8
+    assert value("c50k_cache_misses_total", level="redis") == 2
+    assert value("c50k_cache_loads_total", level="redis") == 1
+    assert value("c50k_store_pool_checked_out", shard="0", role="primary") == 4
+    assert value("c50k_store_pool_overflow", shard="0", role="primary") == 1
+    assert value("c50k_store_pool_size", shard="0", role="replica") == 10
+    assert value("c50k_store_pool_wait_seconds_count", shard="0", role="primary") == 1
+    assert value("c50k_store_replication_lag_seconds", shard="0", replica="replica-1") == 0.25
+    assert value("c50k_circuit_breaker_state", breaker="redis") == 2
+
+
+def exported_sample_names(registry: CollectorRegistry) -> set[str]:
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    return {
+        family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]
+    }
+
+
+def test_the_dashboard_queries_only_exported_metrics_and_is_current() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    assert metric_names(dashboard()) <= exported_sample_names(registry)
+    path = ROOT / "docs" / "grafana" / "c50k-dashboard.json"
+    assert path.read_text() == render(), (
+        "python -m c50k.observability.dashboard > docs/grafana/c50k-dashboard.json"
+    )
+
+
+def test_request_ids() -> None:
+    ids = RequestIds()
+    made = {ids.new() for _ in range(1000)}
+    assert len(made) == 1000
+    assert all(sane_request_id(i) for i in made)
+    assert ids.of([(b"x-request-id", b"abc-123")]) == b"abc-123"
+    for bad in (b"", b"a b", b"x" * 129, b'"quoted"', "é".encode()):
+        assert not sane_request_id(bad)
+        assert ids.of([(b"x-request-id", bad)]) != bad
+    assert ids.of([(b"accept", b"*/*")]) not in made
+
+
+@pytest.mark.parametrize(
+    ("environ", "on"),
+    [
+        ({}, False),
+        ({"OTEL_SERVICE_NAME": "c50k"}, False),
+        ({"OTEL_TRACES_EXPORTER": "console"}, True),
+        ({"OTEL_TRACES_EXPORTER": "none"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, False),
+    ],
+)
+def test_tracing_is_on_only_when_otel_variables_ask(environ: dict[str, str], on: bool) -> None:
+    assert tracing_requested(environ) is on
+
+
+SHED_HEADERS = [(b"content-type", b"application/json")]
+
+
+def app_answering(status: int, route: str | None) -> ASGIApp:
+    async def inner(scope: Scope, _receive: Receive, send: Send) -> None:
+        if route is not None:
+            scope[ROUTE_KEY] = route
+        assert request_id.get() is not None
+        await send({"type": "http.response.start", "status": status, "headers": SHED_HEADERS})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return inner
+
+
+async def test_instrumentation_counts_labels_and_returns_the_request_id() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    for status, route, method in [(503, "/items/{item_id}", "GET"), (404, None, "BREW")]:
+        inner = app_answering(status, route)
+        wrapped = Instrumentation(inner, metrics=metrics, request_ids=RequestIds(), access_log=True)
+        scope = {"type": "http", "method": method, "path": "/x", "headers": []}
+        await wrapped(scope, receive, send)
+    metrics.flush()
+    assert SHED_HEADERS == [(b"content-type", b"application/json")]  # Constants untouched.
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert all(dict(m["headers"])[b"x-request-id"] for m in starts)
+    get = {"method": "GET", "route": "/items/{item_id}", "status": "503"}
+    other = {"method": "other", "route": UNMATCHED_ROUTE, "status": "404"}
+    assert registry.get_sample_value("c50k_http_requests_total", get) == 1
+    assert registry.get_sample_value("c50k_http_requests_total", other) == 1
+
+
+def test_route_of_prefers_the_template() -> None:
+    class Route:
+        path = "/items/{item_id}"
+
+    assert route_of({"route": Route()}) == "/items/{item_id}"
+    assert route_of({ROUTE_KEY: "/fast"}) == "/fast"
+    assert route_of({}) == UNMATCHED_ROUTE
+
+
+@pytest.mark.parametrize(
+    "text", ["", "host", "host:", "host:0", "host:70000", "a b:1", "h:1,h:1", "[nope]:1"]
+)
+def test_bad_instances_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"instance|instances"):
+        parse_instances(text)
+
+
+def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is missing: scripts/system-deps installs prometheus"
+    instances = parse_instances("127.0.0.1:9101, app-2.internal:9101,[::1]:9102")
+    text = render_scrape_config(instances, job="c50k", interval_seconds=5)
+    assert "'[::1]:9102'" in text
+    path = tmp_path / "prometheus.yml"
+    path.write_text(text)
+    checked = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
