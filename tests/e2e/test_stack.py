@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
+from c50k.stack.process import free_port
 from c50k.stack.state import StackState
 from c50k.store.consistency import HEADER
 from tests.e2e.conftest import start_service
@@ -24,8 +30,39 @@ def c50k(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def test_stack_up_serve_status_down(tmp_path: Path) -> None:
-    state_dir = tmp_path / "stack"
+def store_reads(samples: dict[str, float]) -> float:
+    return sum(v for k, v in samples.items() if k.startswith("c50k_store_reads_total"))
+
+
+def scrape_until(port: int, done: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+    """The exporter's samples once `done` holds (workers publish every interval)."""
+    deadline = time.monotonic() + 10.0
+    samples: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
+        samples = {
+            name: float(value)
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+            for name, _, value in [line.rpartition(" ")]
+        }
+        if done(samples):
+            return samples
+        time.sleep(0.2)
+    raise AssertionError(f"not scraped within 10 s: {samples}")
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Not under pytest's own temporary directory: that one is private to root, and as root
+    # the clusters run as the postgres user.
+    path = Path(tempfile.mkdtemp(prefix="c50k-stack-e2e-"))
+    path.chmod(0o711)
+    yield path / "stack"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_stack_up_serve_status_down(tmp_path: Path, state_dir: Path) -> None:
     up = c50k(
         "stack", "up", "--state-dir", str(state_dir), "--shards", "2", "--replicas", "1",
         "--pgbouncer",
@@ -44,8 +81,15 @@ def test_stack_up_serve_status_down(tmp_path: Path) -> None:
         assert db.stdout.count("streaming") == 2
         assert db.stdout.count("0001") == 4  # Every server, replicas too, at the head revision.
 
+        metrics_port = free_port()
         service = start_service(
-            tmp_path, None, env={"C50K_SETTINGS_FILE": str(state.settings_path)}
+            tmp_path,
+            None,
+            env={
+                "C50K_SETTINGS_FILE": str(state.settings_path),
+                "C50K_METRICS_PORT": str(metrics_port),
+                "C50K_METRICS_FLUSH_INTERVAL_SECONDS": "0.2",
+            },
         )
         try:
             with httpx.Client(base_url=service.url, timeout=10.0) as http:
@@ -64,6 +108,12 @@ def test_stack_up_serve_status_down(tmp_path: Path) -> None:
                     }
                 page = http.get("/items", params={"limit": 15}).json()
                 assert [i["id"] for i in page["items"]] == list(range(1, 16))
+            # Every read above, by shard and by the role that answered; pools and lag.
+            # Both sides of 19 GETs (a token skips the cache) and one page read per shard.
+            scrape = scrape_until(metrics_port, lambda s: store_reads(s) >= 2 * 19 + 2)
+            assert store_reads(scrape) == 2 * 19 + 2
+            assert scrape['c50k_store_pool_wait_seconds_count{role="primary",shard="0"}'] > 0
+            assert any(k.startswith("c50k_store_replication_lag_seconds") for k in scrape)
         finally:
             assert service.process.stop() == 0, service.process.log_tail()
     finally:

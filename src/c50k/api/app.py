@@ -26,7 +26,7 @@ from c50k.cache.readthrough import ReadThroughCache
 from c50k.items.service import ItemService
 from c50k.items.sources import Reads, SourceChain, Upstream
 from c50k.observability.instrumentation import Instrumentation
-from c50k.observability.metrics import Metrics
+from c50k.observability.metrics import Metrics, ReplicatedStore
 from c50k.observability.refusals import Refusals
 from c50k.observability.requestid import RequestIds
 from c50k.observability.tracing import (
@@ -60,6 +60,8 @@ async def open_services(
     if store is None:
         store = await open_store(settings)
         stack.push_async_callback(store.close)
+    if metrics is not None and isinstance(store, ReplicatedStore):
+        metrics.watch_replicated_store(store)
 
     upstream: UpstreamClient | None = None
     if settings.upstream.url is not None:

@@ -27,7 +27,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -59,6 +59,17 @@ class PoolStats:
 
 class PoolStatsSource(Protocol):
     def pool_stats(self) -> Iterable[PoolStats]: ...
+
+
+@runtime_checkable
+class ReplicatedStore(PoolStatsSource, Protocol):
+    """What `watch_replicated_store` reads of a store with shards and replicas."""
+
+    def reads_by_shard_and_role(self) -> Iterable[tuple[str, str, int]]: ...
+
+    def replication_lags(self) -> Iterable[tuple[str, str, float]]: ...
+
+    def observe_pool_waits(self, observer: Callable[[str, str, float], None]) -> None: ...
 
 
 class _Observations:
@@ -185,6 +196,11 @@ class Metrics:
             "c50k_store_pool_wait_seconds", "Time to check a connection out of a pool.", pool,
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.store_reads = Counter(
+            "c50k_store_reads", "Store reads, by shard and the role of the server that "
+            "answered (a replica read that failed over counts for the primary).", pool,
+            registry=r,
+        )  # fmt: skip
         self.replication_lag = Gauge(
             "c50k_store_replication_lag_seconds", "How far a replica is behind its primary.",
             ["shard", "replica"], multiprocess_mode="livemax", registry=r,
@@ -216,6 +232,20 @@ class Metrics:
 
     def set_replication_lag(self, shard: str, replica: str, seconds: float) -> None:
         self.replication_lag.labels(shard, replica).set(seconds)
+
+    def watch_replicated_store(self, store: ReplicatedStore) -> None:
+        """Pools, pool waits, reads by role and replication lag of a sharded store."""
+        self.register_pools(store)
+        store.observe_pool_waits(self.observe_pool_wait)
+
+        def sample() -> None:
+            for shard, role, total in store.reads_by_shard_and_role():
+                reads = self.store_reads.labels(shard, role)
+                self.publish_delta(reads, ("store_reads", shard, role), total)
+            for shard, replica, lag in store.replication_lags():
+                self.set_replication_lag(shard, replica, lag)
+
+        self.add_sampler(sample)
 
     def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
         self.breaker_state.labels(breaker).set(int(state))

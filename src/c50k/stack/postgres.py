@@ -129,13 +129,21 @@ class Cluster:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         user = run_as()
         if user is not None:
-            # The postgres user must reach its data directory through ours.
+            # The postgres user must reach its data directory: through the stack's own two
+            # levels (the state directory and its postgres/), which we open for traversal,
+            # and through every directory above, which we leave as they are.
             entry = pwd.getpwnam(user)
-            for parent in [self.data_dir.parent, *self.data_dir.parent.parents]:
-                if parent.stat().st_mode & 0o001 == 0 and parent.stat().st_uid == 0:
-                    parent.chmod(parent.stat().st_mode | 0o001)
-                if parent == Path("/"):
-                    break
+            ours = [self.data_dir.parent, self.data_dir.parent.parent]
+            for directory in ours:
+                directory.chmod(directory.stat().st_mode | 0o001)
+            for directory in self.data_dir.parent.parent.resolve().parents:
+                info = directory.stat()
+                if info.st_mode & 0o001 == 0 and info.st_uid != entry.pw_uid:
+                    raise StackError(
+                        f"as root, PostgreSQL runs as {user}, who cannot enter {directory}: "
+                        "choose a state directory that every user can reach (e.g. under /tmp "
+                        "or the project)"
+                    )
             self.data_dir.mkdir(mode=0o700, exist_ok=True)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
             self.log_path.touch()

@@ -17,7 +17,7 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from c50k.exceptions import StoreError, StoreUnavailable
+from c50k.observability.metrics import PoolStats
 from c50k.settings import PostgresSettings
 from c50k.store import consistency
 from c50k.store.base import ItemJson, Page, StoredItem, page_of
@@ -132,10 +133,11 @@ class ReplicaView:
 
 
 @dataclass
-class PoolStats:
+class StoreCounters:
     """What the pools did in this worker, for the benchmark and the metrics."""
 
-    reads: Counter[str] = field(default_factory=Counter)  # By role: primary / replica.
+    # By (shard, role of the server that answered).
+    reads: Counter[tuple[int, str]] = field(default_factory=Counter)
     fallbacks: int = 0  # Reads a replica failed and the primary served.
     checkouts: int = 0
     wait_seconds_total: float = 0.0
@@ -156,7 +158,8 @@ class PostgresStore:
         self._recent_writes: TTLCache[int, int] = TTLCache(
             maxsize=100_000, ttl=max(settings.read_your_writes_seconds, 0.001)
         )
-        self.stats = PoolStats()
+        self.stats = StoreCounters()
+        self._wait_observer: Callable[[str, str, float], None] | None = None
 
     def _engine(self, dsn: str) -> AsyncEngine:
         s = self._settings
@@ -247,6 +250,8 @@ class PostgresStore:
                 self.stats.checkouts += 1
                 self.stats.wait_seconds_total += waited
                 self.stats.wait_seconds_max = max(self.stats.wait_seconds_max, waited)
+                if self._wait_observer is not None:
+                    self._wait_observer(str(shard.index), server.role, waited)
                 yield conn
         except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
             if unavailable(exc):
@@ -272,7 +277,7 @@ class PostgresStore:
             try:
                 async with self._connect(shard, server) as conn:
                     result = (await conn.execute(query, params)).all()
-                self.stats.reads["replica"] += 1
+                self.stats.reads[shard.index, "replica"] += 1
                 return result
             except StoreUnavailable as exc:
                 # Out of rotation until the next health check finds it well again.
@@ -281,7 +286,7 @@ class PostgresStore:
                 logger.warning("replica read failed, the primary answers: %s", exc)
         async with self._connect(shard, shard.primary) as conn:
             result = (await conn.execute(query, params)).all()
-        self.stats.reads["primary"] += 1
+        self.stats.reads[shard.index, "primary"] += 1
         return result
 
     async def get(self, item_id: int) -> ItemJson | None:
@@ -315,6 +320,31 @@ class PostgresStore:
         rows = itertools.islice(merged, limit + 1)
         items = [StoredItem(int(row[0]), row[1].encode()) for row in rows]
         return page_of(items, limit)
+
+    # What the metrics read (observability.metrics.ReplicatedStore).
+    def pool_stats(self) -> Iterator[PoolStats]:
+        totals: dict[tuple[int, str], list[int]] = {}
+        for shard in self._shards:
+            for server in (shard.primary, *shard.replicas):
+                pool = server.engine.pool
+                sums = totals.setdefault((shard.index, server.role), [0, 0, 0])
+                sums[0] += pool.size()  # type: ignore[attr-defined]  # QueuePool's own.
+                sums[1] += pool.checkedout()  # type: ignore[attr-defined]
+                sums[2] += max(0, pool.overflow())  # type: ignore[attr-defined]
+        for (shard_index, role), (size, checked_out, overflow) in totals.items():
+            yield PoolStats(str(shard_index), role, size, checked_out, overflow)
+
+    def reads_by_shard_and_role(self) -> Iterator[tuple[str, str, int]]:
+        for (shard_index, role), total in self.stats.reads.items():
+            yield str(shard_index), role, total
+
+    def replication_lags(self) -> Iterator[tuple[str, str, float]]:
+        for view in self.replicas():
+            if view.health.healthy:  # Down is a health fact, not an infinite lag.
+                yield str(view.shard), view.server, view.health.lag_seconds
+
+    def observe_pool_waits(self, observer: Callable[[str, str, float], None]) -> None:
+        self._wait_observer = observer
 
     def replicas(self) -> list[ReplicaView]:
         """Every replica as the last health check saw it (status, metrics, tests)."""
