@@ -123,7 +123,7 @@ def seed(
 @app.command()
 def bench(
     scenario: Annotated[
-        str, typer.Argument(help="hot, fanout, c50k, burst, overload, locust, or all.")
+        str, typer.Argument(help="hot, fanout, c50k, burst, overload, locust, db, or all.")
     ],
     duration: Annotated[
         int, typer.Option(min=1, help="Seconds per closed-loop step (hot, fanout).")

@@ -26,6 +26,7 @@ STEP_FIELDS = {
     "server",
     "upstream_requests",
     "checks",
+    "figures",
     "passed",
 }
 SUMMARY_FIELDS = {
@@ -97,3 +98,18 @@ def test_fanout_smoke_run_agrees_with_the_mock_upstream(tmp_path: Path) -> None:
         assert {c["name"] for c in step["checks"]} >= {"two upstream calls per answer"}
         assert step["server"]["cpu_seconds"] > 0
         assert step["latency_curve_ms"][0][0] == 50
+
+
+def test_db_smoke_run_reports_which_role_served_reads(tmp_path: Path) -> None:
+    report = run_bench(
+        tmp_path, "db", "--duration", "2", "--connections", "16", "--targets", "c50k",
+        "--addresses", "1",
+    )  # fmt: skip
+    assert report["passed"] is True
+    (step,) = [s for s in report["steps"] if s["label"] == "16 connections"]
+    assert set(step) == STEP_FIELDS
+    assert step["aggregate"]["non_2xx"] == 0
+    assert step["aggregate"]["error_bodies"] == 0
+    served, _, total = step["figures"]["reads served by replicas"].partition(" of ")
+    assert 0 < int(served) <= int(total.split()[0])
+    assert "mean pool wait" in step["figures"]

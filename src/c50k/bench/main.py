@@ -15,6 +15,7 @@ import orjson
 from rich.console import Console
 
 from c50k.bench.classic import locust
+from c50k.bench.database import db
 from c50k.bench.machine import read_machine
 from c50k.bench.report import build_report, write_report
 from c50k.bench.runner import Context
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
     "burst": burst,
     "overload": overload,
     "locust": locust,
+    "db": db,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

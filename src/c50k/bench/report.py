@@ -108,6 +108,14 @@ def summary_markdown(report: dict[str, Any]) -> str:
             f"{sum(agg['socket_errors'].values())} | "
             f"{bodies_cell} | {served_cell} | {checks} |"
         )
+    figures = [
+        f"- {step['target']}, {step['label']}: "
+        + "; ".join(f"{name}: {value}" for name, value in step["figures"].items())
+        for step in report["steps"]
+        if step.get("figures")
+    ]
+    if figures:
+        lines += ["", *figures]
     if report["ratios"]:
         lines += [
             "",

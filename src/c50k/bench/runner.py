@@ -55,6 +55,8 @@ class Step:
     upstream_requests: int | None = None
     service: dict[str, str] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    # What a scenario measured beyond the load generators' view (e.g. which role served reads).
+    figures: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -90,6 +92,7 @@ class Step:
             "server": self.server.summary(self.connections, self.aggregate.requests),
             "upstream_requests": self.upstream_requests,
             "checks": [check.to_json() for check in self.checks],
+            "figures": self.figures,
             "passed": self.passed,
         }
 

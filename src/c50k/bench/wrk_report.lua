@@ -2,7 +2,7 @@
 -- itself (responses per status code, bodies carrying "error", per-second throughput), printed
 -- as one line `C50K_WRK_REPORT <json>` when the run is done.
 --
---   wrk -s wrk_report.lua URL -- /items/1 /items/2 ...
+--   wrk -s wrk_report.lua URL -- /items/1 /items/2 ...   ("PUT /items/3": a write)
 --   wrk -s wrk_report.lua URL -- @/path/to/file      (one path a line; for long lists)
 --   wrk -s wrk_report.lua URL                        (the URL's own path)
 --
@@ -76,7 +76,15 @@ function init(args)
   if #paths == 0 then paths = { wrk.path } end
   -- Pre-built requests: formatting one per request would cost more than serving it.
   c50k_requests = {}
-  for i, path in ipairs(paths) do c50k_requests[i] = wrk.format("GET", path) end
+  -- "PUT /items/7" writes a small JSON object there (the db scenario's write mix).
+  local put_headers = { ["Content-Type"] = "application/json" }
+  for i, path in ipairs(paths) do
+    if path:sub(1, 4) == "PUT " then
+      c50k_requests[i] = wrk.format("PUT", path:sub(5), put_headers, '{"bench":true}')
+    else
+      c50k_requests[i] = wrk.format("GET", path)
+    end
+  end
   -- Threads start at well-spread offsets (golden-ratio steps) without knowing how many
   -- threads there are, so they do not all hit the same items in lockstep.
   local index = c50k_thread_index or 0
