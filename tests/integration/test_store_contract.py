@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from c50k.exceptions import StoreUnavailable
+from c50k.stack.state import StackState
 from c50k.store.base import ItemStore
 from c50k.store.memory import MemoryStore
-from c50k.store.postgres import PostgresStore
+from c50k.store.postgres import ConnectionBudgetError, PostgresStore
 from c50k.store.sqlite import SqliteStore
 from tests.conftest import empty_shards, postgres_settings
 
@@ -143,3 +144,17 @@ async def test_a_failed_write_never_undoes_another_writers_write(tmp_path: Path)
     finally:
         blocker.close()
         await store.close()
+
+
+async def test_postgres_refuses_a_fleet_that_would_exceed_max_connections(
+    postgres_stack: StackState,
+) -> None:
+    settings = postgres_settings(postgres_stack, pool_size=100, max_overflow=20)
+    store = PostgresStore(settings, workers=4)
+    with pytest.raises(ConnectionBudgetError) as raised:
+        await store.open()
+    message = str(raised.value)
+    # Names the server and every number, so the operator knows what to change.
+    assert "shard 0 primary" in message
+    assert "max_connections 300 - 3 reserved" in message
+    assert "4 workers x (pool_size 100 + max_overflow 20) = 480" in message
