@@ -21,7 +21,9 @@ from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
 from c50k.api.services import Services
 from c50k.cache.memory import MemoryCache
-from c50k.cache.readthrough import ReadThroughCache
+from c50k.cache.readthrough import Freshness, ReadThroughCache
+from c50k.cache.shared import RedisLayer
+from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
 from c50k.items.sources import SourceChain
 from c50k.runtime.lifecycle import Lifecycle
@@ -54,14 +56,40 @@ async def open_services(
     sources = SourceChain(store, upstream)
     cache: ReadThroughCache | None = None
     if settings.cache.enabled:
-        memory = MemoryCache(
-            max_items=settings.cache.max_items,
-            ttl=settings.cache.ttl_seconds,
-            negative_ttl=settings.cache.negative_ttl_seconds,
-        )
-        cache = ReadThroughCache(memory, sources.load)
+        cache = open_cache(settings, sources)
+        stack.push_async_callback(cache.close)
     items = ItemService(store, sources, cache, settings.request.deadline_seconds)
     return Services(settings, lifecycle, store, upstream, cache, items)
+
+
+def open_cache(settings: Settings, sources: SourceChain) -> ReadThroughCache:
+    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind a short-lived one."""
+    cache, redis_settings = settings.cache, settings.redis
+    if redis_settings.url is None:
+        memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
+        return ReadThroughCache(memory, sources.load)
+    # In front of Redis, entries live at most local_ttl_seconds: the bound on a lost
+    # invalidation message (docs/configuration.md).
+    local_ttl = redis_settings.local_ttl_seconds
+    front: MemoryCache | None = (
+        MemoryCache(
+            cache.max_items,
+            min(cache.ttl_seconds, local_ttl),
+            min(cache.negative_ttl_seconds, local_ttl),
+        )
+        if redis_settings.local
+        else None
+    )
+    freshness = Freshness(
+        ttl=cache.ttl_seconds,
+        negative_ttl=cache.negative_ttl_seconds,
+        stale_while_revalidate=redis_settings.stale_while_revalidate_seconds,
+        stale_if_error=redis_settings.stale_if_error_seconds,
+        jitter=redis_settings.ttl_jitter,
+    )
+    stats = CacheStats()
+    redis = RedisLayer(redis_settings, stats)
+    return ReadThroughCache(front, sources.load, redis=redis, freshness=freshness, stats=stats)
 
 
 def create_app(
@@ -78,9 +106,10 @@ def create_app(
         async with AsyncExitStack() as stack:
             app.state.services = await open_services(settings, lifecycle, stack, store)
             logger.info(
-                "serving: store=%s cache=%s upstream=%s",
+                "serving: store=%s cache=%s redis=%s upstream=%s",
                 settings.store.backend,
                 "on" if settings.cache.enabled else "off",
+                settings.redis.url or "none",
                 settings.upstream.url or "none",
             )
             yield

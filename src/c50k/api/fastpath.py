@@ -25,6 +25,7 @@ PREFIX = "/items/"
 INTERNAL_ERROR = b'{"detail":"Internal server error"}'
 MAX_DIGITS = len(str(MAX_ITEM_ID))
 COMPLETE_HEADER = "X-Items-Complete"
+STALE_HEADER = "X-Items-Stale"
 
 
 def aggregate_answer(aggregate: Aggregate) -> tuple[bytes, str]:
@@ -66,6 +67,8 @@ class ItemsFastPath:
             return
         body, complete = aggregate_answer(aggregate)
         headers = [(b"x-items-complete", complete.encode())]
+        if aggregate.stale is not None:
+            headers.append((b"x-items-stale", aggregate.stale.encode()))
         if self.lifecycle.draining:
             headers.append((b"connection", b"close"))
         await _send(send, 200, body, headers)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BeforeValidator
 
 from c50k.api.bodies import read_json_object
-from c50k.api.fastpath import COMPLETE_HEADER, aggregate_answer
+from c50k.api.fastpath import COMPLETE_HEADER, STALE_HEADER, aggregate_answer
 from c50k.api.services import AppServices, Items
 from c50k.exceptions import BadRequest, C50kError
 from c50k.settings import MAX_ITEM_ID
@@ -64,6 +64,9 @@ async def ready(services: AppServices) -> Response:
         checks["store"] = f"failed: {exc or 'timeout'}"
     if services.cache is None:
         checks["cache"] = "disabled"
+    elif (redis := services.cache.redis) is not None and redis.breaker.state != "closed":
+        # Degraded, not failed: reads go to the store and upstream while Redis is away.
+        checks["cache"] = f"degraded: redis breaker {redis.breaker.state}"
     if services.upstream is None:
         checks["upstream"] = "not configured"
     elif not services.upstream.usable():
@@ -87,8 +90,12 @@ async def ready(services: AppServices) -> Response:
 async def get_item(item_id: ItemId, items: Items) -> Response:
     # Well-formed requests are answered by ItemsFastPath before they get here; this route
     # validates the rest and documents the endpoint.
-    body, complete = aggregate_answer(await items.aggregate(item_id))
-    return _json(body, headers={COMPLETE_HEADER: complete})
+    aggregate = await items.aggregate(item_id)
+    body, complete = aggregate_answer(aggregate)
+    headers = {COMPLETE_HEADER: complete}
+    if aggregate.stale is not None:
+        headers[STALE_HEADER] = aggregate.stale
+    return _json(body, headers=headers)
 
 
 @router.put(

@@ -19,6 +19,8 @@ from c50k.store.base import ItemJson
 class Entry:
     # None records that no source has the item (negative caching).
     body: ItemJson | None
+    # Why an old value is served ("stale-while-revalidate", "stale-if-error"); never stored.
+    stale: str | None = None
 
 
 class MemoryCache:
@@ -48,6 +50,9 @@ class MemoryCache:
 
     def delete(self, key: int) -> None:
         self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
