@@ -141,7 +141,8 @@ class RedisLayer:
         keys = [self.keys.item(item_id), self.keys.lease(item_id)]
         value = encode(stored.body, stored.stale_ms)
         args: list[str | bytes | int] = [token, value, ttl_ms + stored.stale_ms]
-        return await self._guarded(lambda: self._fill(keys, args)) == 1
+        written: object = await self._guarded(lambda: self._fill(keys, args))
+        return written == 1
 
     async def release(self, item_id: int, token: str) -> None:
         keys = [self.keys.item(item_id), self.keys.lease(item_id)]
