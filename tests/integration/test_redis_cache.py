@@ -243,3 +243,25 @@ async def test_a_restarted_redis_is_used_again(redis_server: RedisServer) -> Non
                 break
             await asyncio.sleep(0.05)
         assert worker.stats.subscription_resets >= 2
+
+
+async def test_a_write_while_redis_stalls_is_invalidated_when_it_answers(
+    redis_server: RedisServer,
+) -> None:
+    store = MemoryStore()
+    await store.put(1, b'{"id":1,"v":1}')
+    async with fleet(redis_server, upstream_chain(FakeUpstream(), store), 1, local=False) as (
+        worker,
+    ):
+        assert await worker.get(1) == b'{"id":1,"v":1}'
+        assert worker.redis is not None
+        redis_server.pause()
+        try:
+            await store.put(1, b'{"id":1,"v":2}')
+            await worker.invalidate(1)  # Times out: Redis keeps the old value for now.
+            assert list(worker.redis.pending) == [1]
+        finally:
+            redis_server.resume()
+        await worker.lookup(2)  # The next command that succeeds sends it again.
+        await eventually(lambda: worker.redis is not None and not worker.redis.pending)
+        assert await worker.get(1) == b'{"id":1,"v":2}'

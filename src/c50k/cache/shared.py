@@ -64,6 +64,8 @@ FRESH, LEASED = 1, 2
 RESUBSCRIBE_FIRST_SECONDS = 0.05
 RESUBSCRIBE_MAX_SECONDS = 1.0
 LISTEN_POLL_SECONDS = 1.0
+# Writes whose invalidation could not reach Redis, kept to retry once it answers again.
+MAX_PENDING_INVALIDATIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,10 @@ class RedisLayer:
         self._fill = self._client.register_script(FILL)
         self._release = self._client.register_script(RELEASE)
         self._listener: asyncio.Task[None] | None = None
+        # Ids written while Redis was unreachable: their old values may still be in Redis
+        # (a stall or a partition keeps them), so the invalidation is sent again later.
+        self.pending: dict[int, None] = {}
+        self._flushing: asyncio.Task[None] | None = None
 
     async def _guarded(self, command: Callable[[], Any]) -> Any:
         """Run one command unless the breaker is open; UNAVAILABLE when it could not run."""
@@ -120,6 +126,8 @@ class RedisLayer:
             self.breaker.abandon()  # Cancelled: no verdict on Redis.
             raise
         self.breaker.success()
+        if self.pending and self._flushing is None:
+            self._flushing = asyncio.ensure_future(self._flush_pending())
         return result
 
     async def claim(self, item_id: int, token: str) -> Claim | None:
@@ -160,7 +168,30 @@ class RedisLayer:
         done = await self._guarded(delete_and_publish) is not UNAVAILABLE
         if done:
             self.stats.invalidations_sent += 1
+        else:
+            self._remember_pending(item_id)
         return done
+
+    def _remember_pending(self, item_id: int) -> None:
+        self.pending[item_id] = None
+        if len(self.pending) > MAX_PENDING_INVALIDATIONS:
+            dropped = next(iter(self.pending))
+            del self.pending[dropped]
+            logger.warning(
+                "redis: too many pending invalidations; item %d may be stale "
+                "in Redis until its TTL",
+                dropped,
+            )
+
+    async def _flush_pending(self) -> None:
+        try:
+            while self.pending:
+                item_id = next(iter(self.pending))
+                del self.pending[item_id]
+                if not await self.invalidate(item_id):
+                    return  # Still unreachable: kept (again) for the next success.
+        finally:
+            self._flushing = None
 
     async def ping(self) -> bool:
         return await self._guarded(self._client.ping) is not UNAVAILABLE
@@ -214,8 +245,9 @@ class RedisLayer:
         drop(item_id)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        for task in (self._listener, self._flushing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._client.aclose()
         await self._pool.disconnect()

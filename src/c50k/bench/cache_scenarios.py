@@ -1,0 +1,176 @@
+"""The cache tier's scenarios, each with a redis-server of its own (the stack's code):
+
+- `hot-redis`: cached reads with the in-process layer alone, in front of Redis, and Redis
+  alone (every read a Redis round trip), side by side in one run;
+- `stampede`: thousands of connections opened at once on one cold id, the upstream slow, with
+  each worker's single-flight alone and with the Redis lease: upstream calls per key.
+
+They compare configurations of c50k, so they start no baselines.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from c50k.bench.runner import Context, Step, h2load_loads, measure, with_target, wrk_loads
+from c50k.bench.scenarios import (
+    WARM_UP_CONNECTIONS,
+    WARM_UP_SECONDS,
+    WRK_TIMEOUT_SECONDS,
+    ScenarioResult,
+    common_checks,
+)
+from c50k.bench.stress import check_bodies
+from c50k.bench.targets import Target, start_mock_upstream
+from c50k.bench.targets_setup import aggregate_body, c50k_env, hot_paths, start_target
+from c50k.stack.process import free_port
+from c50k.stack.redis import running_redis
+
+IN_PROCESS, BOTH, REDIS_ONLY = "in-process only", "in-process + redis", "redis only"
+
+
+def _variants(redis_url: str) -> dict[str, dict[str, str]]:
+    return {
+        IN_PROCESS: {},
+        BOTH: {"C50K_REDIS_URL": redis_url},
+        REDIS_ONLY: {"C50K_REDIS_URL": redis_url, "C50K_REDIS_LOCAL": "false"},
+    }
+
+
+def _note_ratio(ctx: Context, steps: list[Step], ours: str, theirs: str, what: str) -> None:
+    by_label = {step.label: step for step in steps}
+    if ours in by_label and theirs in by_label and by_label[theirs].throughput:
+        ratio = by_label[ours].throughput / by_label[theirs].throughput
+        ctx.notes.append(f"{what}: {ours} / {theirs} = {ratio:.2f}x")
+
+
+async def hot_redis(ctx: Context) -> ScenarioResult:
+    """Cached reads of 100 ids through each cache configuration, in one run."""
+    connections = ctx.connections or 256
+    paths = hot_paths(100)
+    body = aggregate_body(1)
+    result = ScenarioResult(
+        "hot-redis",
+        {"connections": connections, "paths": len(paths), "duration_seconds": ctx.duration_seconds},
+    )
+    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
+    try:
+        with running_redis(ctx.step_dir("redis")) as redis:
+            for label, extra in _variants(redis.url).items():
+                env = c50k_env(ctx, upstream, **extra)
+
+                async def use(
+                    target: Target, label: str = label, env: dict[str, str] = env
+                ) -> list[Step]:
+                    warm = wrk_loads(
+                        target,
+                        ctx.addresses,
+                        WARM_UP_CONNECTIONS,
+                        paths,
+                        duration=WARM_UP_SECONDS,
+                        timeout=WRK_TIMEOUT_SECONDS,
+                    )
+                    await measure(ctx, target, f"{label} warm-up", warm, upstream=upstream)
+                    loads = wrk_loads(
+                        target,
+                        ctx.addresses,
+                        connections,
+                        paths,
+                        duration=ctx.duration_seconds,
+                        timeout=WRK_TIMEOUT_SECONDS,
+                    )
+                    step = await measure(ctx, target, label, loads, upstream=upstream, service=env)
+                    common_checks(step, want_no_errors=True)
+                    step.check(
+                        "served from cache",
+                        step.upstream_requests == 0,
+                        f"{step.upstream_requests} upstream requests during the step",
+                    )
+                    return [step]
+
+                start = partial(
+                    start_target,
+                    ctx,
+                    "c50k",
+                    ctx.machine.cpus,
+                    upstream,
+                    env=env,
+                    ceiling_body=body,
+                )
+                result.steps += await with_target(start, use)
+    finally:
+        upstream.stop()
+    _note_ratio(ctx, result.steps, BOTH, REDIS_ONLY, "throughput")
+    _note_ratio(ctx, result.steps, IN_PROCESS, BOTH, "throughput")
+    return result
+
+
+async def stampede(ctx: Context, latency_ms: float = 200) -> ScenarioResult:
+    """Connections opened at once, one GET each of the same cold id, 2 workers per core."""
+    connections = ctx.connections or 2000
+    workers = 2 * ctx.machine.cpus  # More workers, more per-worker loads without Redis.
+    result = ScenarioResult(
+        "stampede",
+        {"connections": connections, "upstream_latency_ms": latency_ms, "workers": workers},
+    )
+    upstream = start_mock_upstream(
+        ctx.step_dir("upstream"), free_port(), latency_ms=latency_ms, posts=100_000
+    )
+    try:
+        with running_redis(ctx.step_dir("redis")) as redis:
+            variants = {
+                "single-flight per worker": {},
+                "redis lease": {"C50K_REDIS_URL": redis.url},
+            }
+            for number, (label, extra) in enumerate(variants.items()):
+                cold = 5001 + 2 * number  # Never asked before: a cold id per variant.
+                env = c50k_env(
+                    ctx,
+                    upstream,
+                    C50K_SERVER_MAX_IN_FLIGHT="0",  # All of them wait on the one load.
+                    C50K_REQUEST_DEADLINE_SECONDS="30",
+                    C50K_UPSTREAM_TIMEOUT_SECONDS="10",
+                    **extra,
+                )
+                shared = bool(extra)
+
+                async def use(
+                    target: Target,
+                    label: str = label,
+                    env: dict[str, str] = env,
+                    cold: int = cold,
+                    shared: bool = shared,
+                ) -> list[Step]:
+                    loads = h2load_loads(
+                        target,
+                        ctx.addresses,
+                        connections,
+                        [f"/items/{cold}"],
+                        ctx.step_dir(label.replace(" ", "-"), "h2load"),
+                        requests_per_client=1,
+                        max_seconds=60.0,
+                        active_timeout_seconds=45.0,
+                    )
+                    step = await measure(ctx, target, label, loads, upstream=upstream, service=env)
+                    common_checks(step, want_no_errors=True)
+                    check_bodies(step, len(aggregate_body(cold)))
+                    calls = step.upstream_requests or 0
+                    # Two keys per request: the id and its related id.
+                    if shared:
+                        step.check("one upstream call per key", calls == 2, f"{calls} calls")
+                    else:
+                        bound = 2 * workers
+                        step.check(
+                            "at most one call per key per worker", calls <= bound, f"{calls} calls"
+                        )
+                    return [step]
+
+                start = partial(
+                    start_target, ctx, "c50k", workers, upstream, env=env, ceiling_body=b"{}"
+                )
+                result.steps += await with_target(start, use)
+    finally:
+        upstream.stop()
+    for step in result.steps:
+        ctx.notes.append(f"{step.label}: {step.upstream_requests} upstream calls")
+    return result
