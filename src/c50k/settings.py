@@ -283,7 +283,11 @@ class RedisSettings(BaseModel):
         "serving an item after a write whose invalidation message was lost.",
     )
     ttl_jitter: float = Field(
-        default=0.1, ge=0, le=1, description="Redis TTLs are longer by a random share up to this."
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Redis TTLs are longer, and in-process ones in front of Redis shorter, by "
+        "a random share up to this.",
     )
 
     @field_validator("url")

@@ -76,6 +76,7 @@ def open_cache(settings: Settings, sources: SourceChain) -> ReadThroughCache:
             cache.max_items,
             min(cache.ttl_seconds, local_ttl),
             min(cache.negative_ttl_seconds, local_ttl),
+            jitter=redis_settings.ttl_jitter,
         )
         if redis_settings.local
         else None

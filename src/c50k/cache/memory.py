@@ -6,6 +6,7 @@ burst of reads of a missing id costs one lookup, and a new item shows up soon af
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,15 +31,22 @@ class MemoryCache:
         ttl: float,
         negative_ttl: float,
         timer: Callable[[], float] = time.monotonic,
+        jitter: float = 0.0,
     ) -> None:
         self._ttl = ttl
         self._negative_ttl = negative_ttl
+        self._jitter = jitter
         self._entries: TLRUCache[int, Entry] = TLRUCache(
             maxsize=max_items, ttu=self._expires_at, timer=timer
         )
 
     def _expires_at(self, _key: int, entry: Entry, now: float) -> float:
-        return now + (self._ttl if entry.body is not None else self._negative_ttl)
+        ttl = self._ttl if entry.body is not None else self._negative_ttl
+        if self._jitter:
+            # Shorter, never longer (the TTL is a bound): entries filled together expire apart,
+            # instead of sending their next reads to Redis in one burst.
+            ttl *= 1 - self._jitter * random.random()  # noqa: S311 -- spread, not secrecy.
+        return now + ttl
 
     def get(self, key: int) -> Entry | None:
         return self._entries.get(key)

@@ -119,12 +119,20 @@ class RedisLayer:
             result = await command()
         except _ERRORS as exc:
             self.stats.redis_errors += 1
+            was = self.breaker.state
             self.breaker.failure()
-            logger.debug("redis: %r", exc)
+            if was != "open" and self.breaker.state == "open":
+                logger.warning(
+                    "redis breaker open for %.1f s (reads go to the sources): %r",
+                    self.settings.breaker_open_seconds,
+                    exc,
+                )
             return UNAVAILABLE
         except BaseException:
             self.breaker.abandon()  # Cancelled: no verdict on Redis.
             raise
+        if self.breaker.state != "closed":
+            logger.warning("redis breaker closed: Redis answers again")
         self.breaker.success()
         if self.pending and self._flushing is None:
             self._flushing = asyncio.ensure_future(self._flush_pending())
