@@ -58,6 +58,11 @@ async def open_services(
     if settings.cache.enabled:
         cache = open_cache(settings, sources)
         stack.push_async_callback(cache.close)
+        if cache.redis is not None and not await cache.redis.warm():
+            logger.warning(
+                "redis at %s does not answer; reads go to the sources until it does",
+                settings.redis.url,
+            )
     items = ItemService(store, sources, cache, settings.request.deadline_seconds)
     return Services(settings, lifecycle, store, upstream, cache, items)
 

@@ -135,9 +135,18 @@ async def stampede(ctx: Context, latency_ms: float = 200) -> ScenarioResult:
     )
     try:
         with running_redis(ctx.step_dir("redis")) as redis:
+            # The generator, 4 workers and Redis share the cores: the burst stalls each event
+            # loop, and Redis itself, past the default 50 ms command timeout, which sends the
+            # misses to the sources (fail-open). The last variant shows the lease with
+            # timeouts that outlast those stalls.
             variants = {
                 "single-flight per worker": {},
-                "redis lease": {"C50K_REDIS_URL": redis.url},
+                "redis lease, default timeouts": {"C50K_REDIS_URL": redis.url},
+                "redis lease, 500 ms timeouts": {
+                    "C50K_REDIS_URL": redis.url,
+                    "C50K_REDIS_SOCKET_TIMEOUT_SECONDS": "0.5",
+                    "C50K_REDIS_CONNECT_TIMEOUT_SECONDS": "0.5",
+                },
             }
             for number, (label, extra) in enumerate(variants.items()):
                 cold = 5001 + 2 * number  # Never asked before: a cold id per variant.
@@ -149,14 +158,14 @@ async def stampede(ctx: Context, latency_ms: float = 200) -> ScenarioResult:
                     C50K_UPSTREAM_TIMEOUT_SECONDS="10",
                     **extra,
                 )
-                shared = bool(extra)
+                exact = "C50K_REDIS_SOCKET_TIMEOUT_SECONDS" in extra
 
                 async def use(
                     target: Target,
                     label: str = label,
                     env: dict[str, str] = env,
                     cold: int = cold,
-                    shared: bool = shared,
+                    exact: bool = exact,
                 ) -> list[Step]:
                     loads = h2load_loads(
                         target,
@@ -173,7 +182,7 @@ async def stampede(ctx: Context, latency_ms: float = 200) -> ScenarioResult:
                     check_bodies(step, len(aggregate_body(cold)))
                     calls = step.upstream_requests or 0
                     # Two keys per request: the id and its related id.
-                    if shared:
+                    if exact:
                         step.check("one upstream call per key", calls == 2, f"{calls} calls")
                     else:
                         bound = 2 * workers
