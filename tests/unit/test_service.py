@@ -10,7 +10,7 @@ import pytest
 from c50k.cache.memory import MemoryCache
 from c50k.cache.readthrough import ReadThroughCache
 from c50k.exceptions import UpstreamInvalidResponse, UpstreamStatusError, UpstreamUnavailable
-from c50k.items.service import ItemService
+from c50k.items.service import Aggregate, ItemService, Side
 from c50k.items.sources import SourceChain
 from c50k.settings import MAX_ITEM_ID
 from c50k.store.memory import MemoryStore
@@ -172,3 +172,13 @@ async def test_a_side_past_the_deadline_still_lets_its_shared_load_fill_the_cach
     assert later.complete
     assert upstream.calls[1] == 1
     assert upstream.calls[2] == 1
+
+
+def test_stale_sides_are_named_once() -> None:
+    fresh = Side(b'{"id":1}', True)
+    swr = Side(b'{"id":2}', True, "stale-while-revalidate")
+    sie = Side(b'{"id":2}', True, "stale-if-error")
+    assert Aggregate(fresh, fresh).stale is None
+    assert Aggregate(swr, fresh).stale == "stale-while-revalidate"
+    assert Aggregate(swr, swr).stale == "stale-while-revalidate"
+    assert Aggregate(swr, sie).stale == "stale-while-revalidate,stale-if-error"
