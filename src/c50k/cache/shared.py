@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,10 +64,6 @@ FRESH, LEASED = 1, 2
 RESUBSCRIBE_FIRST_SECONDS = 0.05
 RESUBSCRIBE_MAX_SECONDS = 1.0
 LISTEN_POLL_SECONDS = 1.0
-# redis-py's own socket timeout is only a backstop: `bounded` enforces the setting.
-BACKSTOP_SOCKET_TIMEOUT_SECONDS = 1.0
-# Turns of the event loop a command gets after its deadline before it counts as failed.
-GRACE_TURNS = 8
 # Connections each worker opens at start, so a burst's first misses do not wait on connects.
 WARM_CONNECTIONS = 4
 # Writes whose invalidation could not reach Redis, kept to retry once it answers again.
@@ -88,33 +84,6 @@ UNAVAILABLE: Final = object()
 _ERRORS = (RedisError, OSError, TimeoutError)
 
 
-async def bounded(command: Awaitable[Any], seconds: float) -> Any:
-    """`command`'s result, or TimeoutError when it takes longer than `seconds`.
-
-    Not asyncio.timeout (nor redis-py's socket timeout, built on it): uvloop runs expired
-    timers before it polls sockets, and it dates a timer from the start of the loop's current
-    turn. After one long turn (a burst of 500 new connections parsed at once) every command in
-    flight would time out, though Redis had answered in a millisecond. Here a command past its
-    deadline gets a few more turns of the loop, each of which polls the sockets, before it
-    counts as failed; a stalled Redis still fails within the deadline and about a millisecond.
-    """
-    task = asyncio.ensure_future(command)
-    try:
-        done, _pending = await asyncio.wait({task}, timeout=seconds)
-        for _ in range(GRACE_TURNS):
-            if done or task.done():
-                return task.result()
-            await asyncio.sleep(0)
-        if task.done():
-            return task.result()
-    except BaseException:
-        task.cancel()
-        raise
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    raise TimeoutError(f"no answer within {seconds * 1000:.0f} ms")
-
-
 class RedisLayer:
     def __init__(self, settings: RedisSettings, stats: CacheStats) -> None:
         if settings.url is None:
@@ -130,7 +99,7 @@ class RedisLayer:
             max_connections=settings.max_connections,
             timeout=settings.connect_timeout_seconds + settings.socket_timeout_seconds,
             socket_connect_timeout=settings.connect_timeout_seconds,
-            socket_timeout=max(BACKSTOP_SOCKET_TIMEOUT_SECONDS, settings.socket_timeout_seconds),
+            socket_timeout=settings.socket_timeout_seconds,
             retry=no_retries,
         )
         self._client = Redis(connection_pool=self._pool, retry=no_retries)
@@ -149,7 +118,7 @@ class RedisLayer:
             self.stats.redis_skipped += 1
             return UNAVAILABLE
         try:
-            result = await bounded(command(), self.settings.socket_timeout_seconds)
+            result = await command()
         except _ERRORS as exc:
             self.stats.redis_errors += 1
             logger.debug("redis command failed: %r", exc)
