@@ -36,6 +36,12 @@ maxmemory-policy allkeys-lfu
 """
 
 
+# Servers the stack started in this process and left running for `down` (which stops them by
+# PID, maybe from another command): referenced here so that no Popen is collected while its
+# process runs. (main's ManagedProcess.detach() does this for every tier; use it once merged.)
+_left_running: dict[int, ManagedProcess] = {}
+
+
 def binary() -> str:
     found = shutil.which("redis-server")
     if found is None:
@@ -129,8 +135,11 @@ def running_redis(root: Path, host: str = "127.0.0.1") -> Iterator[RedisServer]:
 def start_tier(launch: Launch) -> None:
     server = RedisServer(launch.state_dir / "redis", launch.plan.host, launch.ports.take())
     try:
-        launch.state.add(server.start())
+        record = server.start()
     except BaseException:
         server.stop()  # Started but not recorded (it never answered): `down` cannot find it.
         raise
+    if server.process is not None:
+        _left_running[record.pid] = server.process
+    launch.state.add(record)
     launch.group("redis")["url"] = server.url
