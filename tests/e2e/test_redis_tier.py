@@ -18,7 +18,7 @@ import pytest
 
 from c50k.items.demo import demo_post as post
 from c50k.stack.redis import RedisServer, running_redis
-from tests.e2e.conftest import Service, Upstream, start_service, start_upstream
+from tests.e2e.conftest import Service, Upstream, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +38,8 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def own_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    running = start_upstream(tmp_path_factory.mktemp("upstream"), "--posts", "100000")
-    yield running
-    running.process.stop()
-
-
-@pytest.fixture(scope="module")
 def cached_service(
-    tmp_path_factory: pytest.TempPathFactory, redis: RedisServer, own_upstream: Upstream
+    tmp_path_factory: pytest.TempPathFactory, redis: RedisServer, upstream: Upstream
 ) -> Iterator[Service]:
     env = {
         "C50K_REDIS_URL": redis.url,
@@ -54,15 +47,16 @@ def cached_service(
         "C50K_REDIS_LOCAL_TTL_SECONDS": "60",
     }
     tmp: Path = tmp_path_factory.mktemp("service")
-    running = start_service(tmp, own_upstream.template, env, workers=WORKERS)
+    running = start_service(tmp, upstream.template, env, workers=WORKERS)
     yield running
     assert running.process.stop() == 0, running.process.log_tail()
 
 
 @pytest.fixture
-def upstream(own_upstream: Upstream) -> Iterator[Upstream]:
-    yield own_upstream
-    own_upstream.control(latency_ms=0)
+def slow_upstream(upstream: Upstream) -> Iterator[Upstream]:
+    upstream.control(latency_ms=100)  # A miss is still loading when the others arrive.
+    yield upstream
+    upstream.control(latency_ms=0)
 
 
 @dataclass(frozen=True)
@@ -118,9 +112,9 @@ def test_a_write_reaches_every_worker(cached_service: Service) -> None:
 
 
 def test_a_cold_id_reaches_the_upstream_once_across_workers(
-    cached_service: Service, upstream: Upstream
+    cached_service: Service, slow_upstream: Upstream
 ) -> None:
-    upstream.control(latency_ms=100)  # The miss is still loading when the others arrive.
+    upstream = slow_upstream
     cold = 61_000
     responses = asyncio.run(storm(cached_service, [f"/items/{cold}"] * 500))
     assert Counter(r.status for r in responses) == {200: 500}
@@ -168,7 +162,7 @@ def test_redis_killed_under_load_then_restarted(
                     outcomes[f"{response.status_code} {'whole' if whole else 'partial'}"] += 1
                     item += 16  # Mostly cold ids: the reads need Redis.
 
-            await asyncio.gather(*(client(63_000 + n) for n in range(16)))
+            await asyncio.gather(*(client(70_000 + n) for n in range(16)))
         return outcomes
 
     async def kill_and_restart() -> Counter[str]:
@@ -185,7 +179,7 @@ def test_redis_killed_under_load_then_restarted(
     # The cache works again: a cold id reaches the upstream once across the workers (without
     # Redis each worker would load it). The breakers close within their open time.
     deadline = time.monotonic() + 10
-    for cold in range(64_000, 64_100, 2):
+    for cold in range(90_000, 90_100, 2):  # Far from the ids the load read.
         assert time.monotonic() < deadline, "the Redis tier did not come back"
         responses = asyncio.run(storm(cached_service, [f"/items/{cold}"] * 40))
         assert Counter(r.status for r in responses) == {200: 40}

@@ -12,14 +12,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from c50k.bench.runner import Context, Step, h2load_loads, measure, with_target, wrk_loads
-from c50k.bench.scenarios import (
-    WARM_UP_CONNECTIONS,
-    WARM_UP_SECONDS,
-    WRK_TIMEOUT_SECONDS,
-    ScenarioResult,
-    common_checks,
-)
+from c50k.bench.runner import Context, Step, h2load_loads, measure, with_target
+from c50k.bench.scenarios import ScenarioResult, all_cached, common_checks, warm_then_levels
 from c50k.bench.stress import check_bodies
 from c50k.bench.targets import Target, start_mock_upstream
 from c50k.bench.targets_setup import aggregate_body, c50k_env, hot_paths, start_target
@@ -38,7 +32,7 @@ def _variants(redis_url: str) -> dict[str, dict[str, str]]:
 
 
 def _label(variant: str, connections: int) -> str:
-    return f"{variant}, {connections} conns"
+    return f"{variant}, {connections} connections"
 
 
 def _note_ratio(ctx: Context, steps: list[Step], ours: str, theirs: str) -> None:
@@ -66,42 +60,14 @@ async def hot_redis(ctx: Context) -> ScenarioResult:
                 async def use(
                     target: Target, label: str = label, env: dict[str, str] = env
                 ) -> list[Step]:
-                    warm = wrk_loads(
-                        target,
-                        ctx.addresses,
-                        WARM_UP_CONNECTIONS,
-                        paths,
-                        duration=WARM_UP_SECONDS,
-                        timeout=WRK_TIMEOUT_SECONDS,
+                    steps = await warm_then_levels(
+                        ctx, target, upstream, paths, levels, service=env, variant=label
                     )
-                    await measure(ctx, target, f"{label} warm-up", warm, upstream=upstream)
-                    steps = []
-                    for connections in levels:
-                        loads = wrk_loads(
-                            target,
-                            ctx.addresses,
-                            connections,
-                            paths,
-                            duration=ctx.duration_seconds,
-                            timeout=WRK_TIMEOUT_SECONDS,
-                        )
-                        step = await measure(
-                            ctx,
-                            target,
-                            _label(label, connections),
-                            loads,
-                            upstream=upstream,
-                            service=env,
-                        )
+                    for step in steps:
                         common_checks(step, want_no_errors=True)
                         # A Redis command that times out (a saturated machine) sends that read
                         # to the sources: fail-open, visible here.
-                        step.check(
-                            "served from cache",
-                            step.upstream_requests == 0,
-                            f"{step.upstream_requests} upstream requests during the step",
-                        )
-                        steps.append(step)
+                        all_cached(step)
                     return steps
 
                 start = partial(
