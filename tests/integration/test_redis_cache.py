@@ -148,18 +148,31 @@ async def test_concurrent_misses_load_once_across_workers(redis_server: RedisSer
         assert sum(w.stats.lease_timeouts for w in workers) == 0
 
 
-async def test_stale_while_revalidate(redis_server: RedisServer) -> None:
-    upstream = FakeUpstream(items={1})
+@asynccontextmanager
+async def past_its_ttl(
+    server: RedisServer, upstream: FakeUpstream, **windows: float
+) -> AsyncIterator[tuple[ReadThroughCache, bytes]]:
+    """One worker, and item 1 as it loaded it, now past its TTL (0.3 s) in Redis and gone
+    from the in-process layer (0.1 s)."""
     async with fleet(
-        redis_server,
+        server,
         upstream_chain(upstream),
         1,
         cache={"ttl_seconds": 0.3},
         local_ttl_seconds=0.1,
-        stale_while_revalidate_seconds=5,
+        **windows,
     ) as (worker,):
-        await worker.get(1)
+        fresh = await worker.get(1)
         await asyncio.sleep(0.4)
+        yield worker, fresh
+
+
+async def test_stale_while_revalidate(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={1})
+    async with past_its_ttl(redis_server, upstream, stale_while_revalidate_seconds=5) as (
+        worker,
+        _fresh,
+    ):
         entry = await worker.lookup(1)
         assert entry.stale == STALE_WHILE_REVALIDATE
         assert entry.body is not None
@@ -171,17 +184,8 @@ async def test_stale_while_revalidate(redis_server: RedisServer) -> None:
 
 async def test_stale_if_error(redis_server: RedisServer) -> None:
     upstream = FakeUpstream(items={1})
-    async with fleet(
-        redis_server,
-        upstream_chain(upstream),
-        1,
-        cache={"ttl_seconds": 0.3},
-        local_ttl_seconds=0.1,
-        stale_while_revalidate_seconds=0,
-        stale_if_error_seconds=5,
-    ) as (worker,):
-        fresh = await worker.get(1)
-        await asyncio.sleep(0.4)
+    windows = {"stale_while_revalidate_seconds": 0.0, "stale_if_error_seconds": 5.0}
+    async with past_its_ttl(redis_server, upstream, **windows) as (worker, fresh):
         upstream.errors[1] = UpstreamUnavailable("http://127.0.0.1:1/posts/1", "down")
         entry = await worker.lookup(1)
         assert (entry.body, entry.stale) == (fresh, STALE_IF_ERROR)

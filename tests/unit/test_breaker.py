@@ -1,14 +1,7 @@
 from __future__ import annotations
 
 from c50k.cache.breaker import CircuitBreaker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakes import Clock
 
 
 def test_opens_after_failures_in_a_row_and_skips_while_open() -> None:
