@@ -123,7 +123,10 @@ def seed(
 @app.command()
 def bench(
     scenario: Annotated[
-        str, typer.Argument(help="hot, fanout, c50k, burst, overload, locust, db, or all.")
+        str,
+        typer.Argument(
+            help="hot, fanout, c50k, burst, overload, locust, hot-redis, stampede, db, or all."
+        ),
     ],
     duration: Annotated[
         int, typer.Option(min=1, help="Seconds per closed-loop step (hot, fanout).")
@@ -158,7 +161,7 @@ def bench(
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     if unknown:
         raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; choose from {list(SCENARIOS)}")
-    local_only = sorted({"overload", "locust"} & set(names))
+    local_only = sorted({"overload", "locust", "hot-redis", "stampede"} & set(names))
     if target is not None and local_only:
         # Both configure the c50k they measure (its admission limit, its store and upstream).
         raise typer.BadParameter(f"--target does not apply to {', '.join(local_only)}")

@@ -237,6 +237,72 @@ class CacheSettings(BaseModel):
     )
 
 
+class RedisSettings(BaseModel):
+    url: str | None = Field(
+        default=None,
+        description="redis://host:port/db of the shared cache; unset: the in-process cache only.",
+    )
+    # Tens of milliseconds: a Redis that is down or stalled must cost a request little, and the
+    # breaker stops even that after a few failures (FINDINGS.md: redis-py waits forever by
+    # default).
+    connect_timeout_seconds: float = Field(default=0.05, gt=0, description="To connect.")
+    socket_timeout_seconds: float = Field(default=0.05, gt=0, description="Per command.")
+    max_connections: int = Field(
+        default=64, ge=1, description="Pooled connections per worker; more commands wait."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Failures in a row that open the breaker (Redis skipped)."
+    )
+    breaker_open_seconds: float = Field(
+        default=1.0, gt=0, description="The breaker stays open this long, then lets one call try."
+    )
+    # Covers one upstream call (2 s by default): the loader keeps the lease while it loads.
+    lease_ms: int = Field(
+        default=2000,
+        ge=10,
+        description="One loader per key across the fleet holds a lease this long; the others "
+        "wait for its value at most this long, then load themselves.",
+    )
+    stale_while_revalidate_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="After its TTL an item is served stale this long while one refresh runs.",
+    )
+    stale_if_error_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After its TTL an item is served stale this long when the refresh fails.",
+    )
+    namespace: str = Field(default="c50k", min_length=1, description="Prefix of every key.")
+    # Bump it when the value format changes: old keys are then never read, and expire.
+    version: int = Field(default=1, ge=1, description="Key version; bump to drop every entry.")
+    local: bool = Field(
+        default=True, description="Keep the in-process layer in front of Redis (false: Redis only)."
+    )
+    local_ttl_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="In-process entries live at most this long in front of Redis: the bound on "
+        "serving an item after a write whose invalidation message was lost.",
+    )
+    ttl_jitter: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Redis TTLs are longer, and in-process ones in front of Redis shorter, by "
+        "a random share up to this.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis url must start with redis://, rediss:// or unix://")
+        return value
+
+
 class RequestSettings(BaseModel):
     deadline_seconds: float = Field(
         default=3.0, gt=0, description="Total time for both sides of GET /items/{id}."
@@ -300,6 +366,9 @@ class Settings(BaseSettings):
         default_factory=PostgresSettings, description="PostgreSQL shards and pools"
     )
     cache: CacheSettings = Field(default_factory=CacheSettings, description="The in-process cache")
+    redis: RedisSettings = Field(
+        default_factory=RedisSettings, description="The Redis cache tier (shared by every worker)"
+    )
     request: RequestSettings = Field(
         default_factory=RequestSettings, description="Limits of one request"
     )

@@ -70,10 +70,11 @@ def test_stack_up_serve_status_down(tmp_path: Path, state_dir: Path) -> None:
     try:
         assert up.returncode == 0, up.stderr
         state = StackState.load(state_dir)
-        assert sorted(s.kind for s in state.services) == ["pgbouncer"] * 2 + ["postgres"] * 4
+        kinds = sorted(s.kind for s in state.services)
+        assert kinds == ["pgbouncer"] * 2 + ["postgres"] * 4 + ["redis"]
         status = c50k("stack", "status", "--state-dir", str(state_dir))
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count("running") == 6
+        assert status.stdout.count("running") == 7
 
         env = {**os.environ, "C50K_SETTINGS_FILE": str(state.settings_path)}
         db = c50k("db", "status", env=env)

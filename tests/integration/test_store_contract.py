@@ -25,7 +25,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     elif request.param == "sqlite":
         opened = SqliteStore(tmp_path / "items.sqlite3")
     else:  # Two shards with replicas; or one primary behind PgBouncer in transaction mode.
-        settings = postgres_settings(request.getfixturevalue(f"{request.param}_stack"))
+        # A slow machine must not turn a wait for a pooled connection into a failed write.
+        stack = request.getfixturevalue(f"{request.param}_stack")
+        settings = postgres_settings(stack, pool_timeout_seconds=30.0)
         await empty_shards(settings)
         opened = PostgresStore(settings)
     await opened.open()

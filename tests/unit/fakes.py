@@ -45,3 +45,13 @@ class FakeUpstream:
             return item(item_id, "upstream")
         finally:
             self.in_flight -= 1
+
+
+class Clock:
+    """A timer that moves only when a test sets `now`."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -1,14 +1,7 @@
 from __future__ import annotations
 
 from c50k.cache.memory import Entry, MemoryCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakes import Clock
 
 
 def test_found_items_live_ttl_and_missing_ones_negative_ttl() -> None:

@@ -10,9 +10,11 @@ import pytest
 from c50k.cache.memory import MemoryCache
 from c50k.cache.readthrough import ReadThroughCache
 from c50k.exceptions import UpstreamInvalidResponse, UpstreamStatusError, UpstreamUnavailable
-from c50k.items.service import ItemService
+from c50k.items.service import Aggregate, ItemService, Side
 from c50k.items.sources import SourceChain
 from c50k.settings import MAX_ITEM_ID
+from c50k.store import consistency
+from c50k.store.consistency import ConsistencyToken
 from c50k.store.memory import MemoryStore
 from tests.unit.fakes import FakeUpstream, item
 
@@ -172,3 +174,32 @@ async def test_a_side_past_the_deadline_still_lets_its_shared_load_fill_the_cach
     assert later.complete
     assert upstream.calls[1] == 1
     assert upstream.calls[2] == 1
+
+
+def test_stale_sides_are_named_once() -> None:
+    fresh = Side(b'{"id":1}', True)
+    swr = Side(b'{"id":2}', True, "stale-while-revalidate")
+    sie = Side(b'{"id":2}', True, "stale-if-error")
+    assert Aggregate(fresh, fresh).stale is None
+    assert Aggregate(swr, fresh).stale == "stale-while-revalidate"
+    assert Aggregate(swr, swr).stale == "stale-while-revalidate"
+    assert Aggregate(swr, sie).stale == "stale-while-revalidate,stale-if-error"
+
+
+async def test_a_read_with_a_consistency_token_skips_every_cache() -> None:
+    service, store = build(None)
+    await store.put(1, item(1, "old"))
+    await store.put(2, item(2, "old"))
+    assert sides((await service.aggregate(1)).to_json())[0] == {"id": 1, "source": "old"}
+    # Written elsewhere (another worker): this worker's cache still holds the old version.
+    await store.put(1, item(1, "new"))
+    assert sides((await service.aggregate(1)).to_json())[0] == {"id": 1, "source": "old"}
+
+    async def with_token() -> Aggregate:
+        consistency.read_after.set(ConsistencyToken(shard=0, lsn=1))
+        return await service.aggregate(1)
+
+    # In a task of its own, as each request is: the token does not outlive the request.
+    fresh = await asyncio.create_task(with_token())
+    assert sides(fresh.to_json()) == ({"id": 1, "source": "new"}, {"id": 2, "source": "old"})
+    assert consistency.read_after.get() is None

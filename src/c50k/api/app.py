@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,9 @@ from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
 from c50k.api.services import Services
 from c50k.cache.memory import MemoryCache
-from c50k.cache.readthrough import ReadThroughCache
+from c50k.cache.readthrough import Freshness, ReadThroughCache
+from c50k.cache.shared import RedisLayer
+from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
 from c50k.items.sources import Reads, SourceChain, Upstream
 from c50k.observability.instrumentation import Instrumentation
@@ -39,7 +41,7 @@ from c50k.observability.tracing import (
 )
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
-from c50k.store.base import ItemStore
+from c50k.store.base import ItemJson, ItemStore
 from c50k.store.factory import open_store
 from c50k.upstream.client import UpstreamClient
 
@@ -81,17 +83,51 @@ async def open_services(
     sources = SourceChain(reads, fetches)
     cache: ReadThroughCache | None = None
     if settings.cache.enabled:
-        memory = MemoryCache(
-            max_items=settings.cache.max_items,
-            ttl=settings.cache.ttl_seconds,
-            negative_ttl=settings.cache.negative_ttl_seconds,
-        )
         load = traced("cache.load", sources.load) if tracing else sources.load
-        cache = ReadThroughCache(memory, load)
+        cache = open_cache(settings, load)
+        stack.push_async_callback(cache.close)
         if metrics is not None:
-            metrics.watch_cache(cache.counts)
+            metrics.watch_cache_stats(
+                cache.stats, cache.redis.breaker if cache.redis is not None else None
+            )
+        if cache.redis is not None and not await cache.redis.warm():
+            logger.warning(
+                "redis at %s does not answer; reads go to the sources until it does",
+                settings.redis.url,
+            )
     items = ItemService(store, sources, cache, settings.request.deadline_seconds)
     return Services(settings, lifecycle, store, upstream, cache, items)
+
+
+def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -> ReadThroughCache:
+    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind a short-lived one."""
+    cache, redis_settings = settings.cache, settings.redis
+    if redis_settings.url is None:
+        memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
+        return ReadThroughCache(memory, load)
+    # In front of Redis, entries live at most local_ttl_seconds: the bound on a lost
+    # invalidation message (docs/configuration.md).
+    local_ttl = redis_settings.local_ttl_seconds
+    front: MemoryCache | None = (
+        MemoryCache(
+            cache.max_items,
+            min(cache.ttl_seconds, local_ttl),
+            min(cache.negative_ttl_seconds, local_ttl),
+            jitter=redis_settings.ttl_jitter,
+        )
+        if redis_settings.local
+        else None
+    )
+    freshness = Freshness(
+        ttl=cache.ttl_seconds,
+        negative_ttl=cache.negative_ttl_seconds,
+        stale_while_revalidate=redis_settings.stale_while_revalidate_seconds,
+        stale_if_error=redis_settings.stale_if_error_seconds,
+        jitter=redis_settings.ttl_jitter,
+    )
+    stats = CacheStats()
+    redis = RedisLayer(redis_settings, stats)
+    return ReadThroughCache(front, load, redis=redis, freshness=freshness, stats=stats)
 
 
 def create_app(
@@ -118,9 +154,10 @@ def create_app(
                 settings, lifecycle, stack, store, metrics=metrics, tracing=tracing
             )
             logger.info(
-                "serving: store=%s cache=%s upstream=%s",
+                "serving: store=%s cache=%s redis=%s upstream=%s",
                 settings.store.backend,
                 "on" if settings.cache.enabled else "off",
+                settings.redis.url or "none",
                 settings.upstream.url or "none",
             )
             yield

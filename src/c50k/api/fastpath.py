@@ -29,6 +29,7 @@ MAX_DIGITS = len(str(MAX_ITEM_ID))
 COMPLETE_HEADER = "X-Items-Complete"
 TOKEN_HEADER = consistency.HEADER.lower().encode()
 ROUTE = "/items/{item_id}"  # The template FastAPI's route has; metrics label it so.
+STALE_HEADER = "X-Items-Stale"
 
 
 def aggregate_answer(aggregate: Aggregate) -> tuple[bytes, str]:
@@ -74,6 +75,8 @@ class ItemsFastPath:
             return
         body, complete = aggregate_answer(aggregate)
         headers = [(b"x-items-complete", complete.encode())]
+        if aggregate.stale is not None:
+            headers.append((b"x-items-stale", aggregate.stale.encode()))
         if self.lifecycle.draining:
             headers.append((b"connection", b"close"))
         await _send(send, 200, body, headers)

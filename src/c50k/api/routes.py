@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BeforeValidator
 
 from c50k.api.bodies import read_json_object
-from c50k.api.fastpath import COMPLETE_HEADER, aggregate_answer
+from c50k.api.fastpath import COMPLETE_HEADER, STALE_HEADER, aggregate_answer
 from c50k.api.services import AppServices, Items
 from c50k.exceptions import BadRequest, C50kError
 from c50k.settings import MAX_ITEM_ID
@@ -72,6 +72,9 @@ async def ready(services: AppServices) -> Response:
         checks["store"] = f"failed: {exc or 'timeout'}"
     if services.cache is None:
         checks["cache"] = "disabled"
+    elif (redis := services.cache.redis) is not None and redis.breaker.state != "closed":
+        # Degraded, not failed: reads go to the store and upstream while Redis is away.
+        checks["cache"] = f"degraded: redis breaker {redis.breaker.state}"
     if services.upstream is None:
         checks["upstream"] = "not configured"
     elif not services.upstream.usable():
@@ -100,8 +103,12 @@ async def get_item(item_id: ItemId, items: Items, token: ReadToken = None) -> Re
             consistency.read_after.set(consistency.ConsistencyToken.parse(token))
         except ValueError as exc:
             raise BadRequest(400, str(exc)) from exc
-    body, complete = aggregate_answer(await items.aggregate(item_id))
-    return _json(body, headers={COMPLETE_HEADER: complete})
+    aggregate = await items.aggregate(item_id)
+    body, complete = aggregate_answer(aggregate)
+    headers = {COMPLETE_HEADER: complete}
+    if aggregate.stale is not None:
+        headers[STALE_HEADER] = aggregate.stale
+    return _json(body, headers=headers)
 
 
 def _written(body: bytes, status_code: int = 200) -> Response:

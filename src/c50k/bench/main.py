@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import orjson
 from rich.console import Console
 
+from c50k.bench.cache_scenarios import hot_redis, stampede
 from c50k.bench.classic import locust
 from c50k.bench.database import db
 from c50k.bench.machine import read_machine
@@ -30,6 +31,8 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
     "burst": burst,
     "overload": overload,
     "locust": locust,
+    "hot-redis": hot_redis,
+    "stampede": stampede,
     "db": db,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"

@@ -52,6 +52,51 @@ def common_checks(step: Step, *, want_no_errors: bool) -> None:
             step.check("no error objects in bodies", bodies == 0, f"{bodies} bodies with error")
 
 
+def all_cached(step: Step) -> None:
+    step.check(
+        "served from cache",
+        step.upstream_requests == 0,
+        f"{step.upstream_requests} upstream requests during the step",
+    )
+
+
+async def warm_then_levels(
+    ctx: Context,
+    target: Target,
+    upstream: Target,
+    paths: list[str],
+    levels: list[int],
+    *,
+    service: dict[str, str],
+    variant: str = "",
+) -> list[Step]:
+    """A short warm-up (every path cached), then one wrk step per connection level; a
+    `variant` names the steps of one configuration among several in a run."""
+    prefix = f"{variant}, " if variant else ""
+    warm = wrk_loads(
+        target,
+        ctx.addresses,
+        WARM_UP_CONNECTIONS,
+        paths,
+        duration=WARM_UP_SECONDS,
+        timeout=WRK_TIMEOUT_SECONDS,
+    )
+    await measure(ctx, target, f"{prefix}warm-up", warm, upstream=upstream)
+    steps = []
+    for connections in levels:
+        loads = wrk_loads(
+            target,
+            ctx.addresses,
+            connections,
+            paths,
+            duration=ctx.duration_seconds,
+            timeout=WRK_TIMEOUT_SECONDS,
+        )
+        label = f"{prefix}{connections} connections"
+        steps.append(await measure(ctx, target, label, loads, upstream=upstream, service=service))
+    return steps
+
+
 async def closed_loop(
     ctx: Context,
     result: ScenarioResult,
@@ -66,37 +111,13 @@ async def closed_loop(
     body = aggregate_body(int(paths[0].rsplit("/", 1)[1]))
 
     async def use(target: Target, name: str) -> list[Step]:
-        warm = wrk_loads(
-            target,
-            ctx.addresses,
-            WARM_UP_CONNECTIONS,
-            paths,
-            duration=WARM_UP_SECONDS,
-            timeout=WRK_TIMEOUT_SECONDS,
+        steps = await warm_then_levels(
+            ctx, target, upstream, paths, levels, service=env if name == "c50k" else {}
         )
-        await measure(ctx, target, "warm-up", warm, upstream=upstream)
-        steps = []
-        for connections in levels:
-            loads = wrk_loads(
-                target,
-                ctx.addresses,
-                connections,
-                paths,
-                duration=ctx.duration_seconds,
-                timeout=WRK_TIMEOUT_SECONDS,
-            )
-            step = await measure(
-                ctx,
-                target,
-                f"{connections} connections",
-                loads,
-                upstream=upstream,
-                service=env if name == "c50k" else {},
-            )
+        for step in steps:
             common_checks(step, want_no_errors=name != "naive")
             if name == "c50k":
                 check(step)
-            steps.append(step)
         return steps
 
     result.steps += await each_target(
@@ -114,13 +135,6 @@ async def hot(ctx: Context, levels: list[int] | None = None) -> ScenarioResult:
         result = ScenarioResult(
             "hot", {"levels": levels, "paths": len(paths), "duration_seconds": ctx.duration_seconds}
         )
-
-        def all_cached(step: Step) -> None:
-            step.check(
-                "served from cache",
-                step.upstream_requests == 0,
-                f"{step.upstream_requests} upstream requests during the step",
-            )
 
         await closed_loop(
             ctx, result, upstream, levels=levels, paths=paths, env=env, check=all_cached

@@ -46,7 +46,7 @@ def _budget(ctx: Context) -> int:
     return connection_budget_for(ctx.machine.nofile_soft, UPSTREAM_POOL)
 
 
-def _check_bodies(step: Step, answer_length: int) -> None:
+def check_bodies(step: Step, answer_length: int) -> None:
     """Every 2xx answer had exactly the length of a whole item pair: none carried an error."""
     body_bytes = [run.body_bytes for run in step.aggregate.runs]
     if any(b is None for b in body_bytes):
@@ -224,7 +224,7 @@ async def burst(ctx: Context, latency_ms: float = 1000) -> ScenarioResult:
             common_checks(step, want_no_errors=True)
             ok = sum(n for c, n in step.aggregate.status.items() if 200 <= c < 300)
             step.check("all answered 200", ok == connections, f"{ok} of {connections}")
-            _check_bodies(step, length)
+            check_bodies(step, length)
             if name == "c50k":
                 bound = 2 * len(ids) * workers
                 step.check(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import orjson
 
 from c50k.cache.readthrough import ReadThroughCache
-from c50k.exceptions import C50kError, StoreError
+from c50k.exceptions import C50kError, ItemNotFound, StoreError
 from c50k.items import outcomes
 from c50k.items.deadlines import Deadlines
 from c50k.items.sources import SourceChain
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 class Side:
     body: ItemJson  # The item, or its error object.
     resolved: bool
+    stale: str | None = None  # Why an old value was served (cache/readthrough.py).
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,12 @@ class Aggregate:
     @property
     def complete(self) -> bool:
         return self.main.resolved and self.related.resolved
+
+    @property
+    def stale(self) -> str | None:
+        """Why either side is an old value, if one is (the X-Items-Stale header)."""
+        reasons = dict.fromkeys(s.stale for s in (self.main, self.related) if s.stale)
+        return ",".join(reasons) if reasons else None
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -98,25 +105,35 @@ class ItemService:
             return await self._cache.get(item_id)
         return await self._sources.load(item_id)
 
+    async def _resolve(self, item_id: int) -> Side:
+        # A read with a consistency token must see the client's write: any cache, this
+        # worker's or another's, may still hold the version before it.
+        if self._cache is None or consistency.read_after.get() is not None:
+            return Side(await self._sources.load(item_id), True)
+        entry = await self._cache.lookup(item_id)
+        if entry.body is None:
+            raise ItemNotFound(item_id)
+        return Side(entry.body, True, entry.stale)
+
     async def put(self, item_id: int, body: ItemJson) -> None:
         try:
             await self._store.put(item_id, body)
         finally:
             # Even when the write failed: it may have committed before the error arrived.
-            self._invalidate(item_id)
+            await self._invalidate(item_id)
 
     async def delete(self, item_id: int) -> bool:
         try:
             return await self._store.delete(item_id)
         finally:
-            self._invalidate(item_id)
+            await self._invalidate(item_id)
 
     async def page(self, after: int, limit: int) -> Page:
         return await self._store.page(after, limit)
 
-    def _invalidate(self, item_id: int) -> None:
+    async def _invalidate(self, item_id: int) -> None:
         if self._cache is not None:
-            self._cache.invalidate(item_id)
+            await self._cache.invalidate(item_id)
 
     def _cached(self, item_id: int) -> Side | None:
         if self._cache is None or consistency.read_after.get() is not None:
@@ -128,7 +145,7 @@ class ItemService:
 
     async def _side(self, item_id: int) -> Side:
         try:
-            return Side(await self.get(item_id), True)
+            return await self._resolve(item_id)
         except C50kError as exc:
             # Expected failures (not found, upstream, store): the error object says it all,
             # but a failing store is the operator's problem and must show in the log.

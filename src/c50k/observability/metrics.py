@@ -31,6 +31,9 @@ from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from c50k.cache.breaker import CircuitBreaker
+from c50k.cache.stats import CacheStats
+
 logger = logging.getLogger(__name__)
 
 # Sub-millisecond (a cached read) to seconds (the request deadline is 3 s by default).
@@ -46,6 +49,13 @@ class BreakerState(enum.IntEnum):
     CLOSED = 0
     HALF_OPEN = 1
     OPEN = 2
+
+
+BREAKER_STATES = {
+    "closed": BreakerState.CLOSED,
+    "half-open": BreakerState.HALF_OPEN,
+    "open": BreakerState.OPEN,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +190,9 @@ class Metrics:
             "c50k_cache_loads", "Loads from the sources after a miss (single-flight: one "
             "per key at a time).", ["level"], registry=r,
         )  # fmt: skip
+        self.cache_stale = Counter(
+            "c50k_cache_stale_answers", "Old values served, by reason.", ["reason"], registry=r
+        )
         self.pool_size = Gauge(
             "c50k_store_pool_size", "Connections a store pool keeps.", pool,
             multiprocess_mode="livesum", registry=r,
@@ -244,6 +257,30 @@ class Metrics:
                 self.publish_delta(reads, ("store_reads", shard, role), total)
             for shard, replica, lag in store.replication_lags():
                 self.set_replication_lag(shard, replica, lag)
+
+        self.add_sampler(sample)
+
+    def watch_cache_stats(self, stats: CacheStats, breaker: CircuitBreaker | None) -> None:
+        """The two-level cache's counters (cache/stats.py) by level, its stale answers by
+        reason, and the Redis breaker's state."""
+        loads_level = "memory" if breaker is None else "redis"
+
+        def sample() -> None:
+            levels = [("memory", stats.local_hits, stats.local_misses)]
+            if breaker is not None:
+                levels.append(("redis", stats.redis_hits, stats.redis_misses))
+            for level, hits, misses in levels:
+                self.publish_delta(self.cache_hits.labels(level), ("hits", level), hits)
+                self.publish_delta(self.cache_misses.labels(level), ("misses", level), misses)
+            loads = self.cache_loads.labels(loads_level)
+            self.publish_delta(loads, ("loads", loads_level), stats.loads)
+            for reason, total in (
+                ("stale-while-revalidate", stats.stale_while_revalidate),
+                ("stale-if-error", stats.stale_if_error),
+            ):
+                self.publish_delta(self.cache_stale.labels(reason), ("stale", reason), total)
+            if breaker is not None:
+                self.set_breaker_state("redis", BREAKER_STATES[breaker.state])
 
         self.add_sampler(sample)
 

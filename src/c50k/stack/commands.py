@@ -11,8 +11,8 @@ import typer
 from c50k.stack.state import StackError
 
 stack_app = typer.Typer(
-    help="The local stack: PostgreSQL shards with streaming replicas, started from the "
-    "system's binaries in one state directory.",
+    help="The local stack: PostgreSQL shards with streaming replicas and a Redis cache, "
+    "started from the system's binaries in one state directory.",
     no_args_is_help=True,
 )
 
@@ -32,6 +32,9 @@ def stack_up(
     base_port: Annotated[
         int | None, typer.Option(min=1024, max=65000, help="First port (default: free ports).")
     ] = None,
+    redis: Annotated[
+        bool, typer.Option("--redis/--no-redis", help="Start redis-server as the shared cache.")
+    ] = True,
 ) -> None:
     """Start the stack, wait until every replica streams, and write the settings file.
 
@@ -40,7 +43,9 @@ def stack_up(
     """
     from c50k.stack.stack import StackPlan, up  # noqa: PLC0415 -- keep --help fast.
 
-    plan = StackPlan(shards=shards, replicas=replicas, pgbouncer=pgbouncer, base_port=base_port)
+    plan = StackPlan(
+        shards=shards, replicas=replicas, pgbouncer=pgbouncer, redis=redis, base_port=base_port
+    )
     try:
         state = up(plan, state_dir)
     except StackError as exc:

@@ -75,13 +75,16 @@ Tier = Callable[[Launch], None]
 
 
 def _tiers(plan: StackPlan) -> list[Tier]:
-    from c50k.stack import pgbouncer, postgres  # noqa: PLC0415 -- each tier when used.
+    # Each tier's module loads only when the plan uses it.
+    from c50k.stack import pgbouncer, postgres, redis  # noqa: PLC0415
 
     tiers: list[Tier] = []
     if plan.shards > 0:
         tiers.append(postgres.start_tier)
         if plan.pgbouncer:
             tiers.append(pgbouncer.start_tier)
+    if plan.redis:
+        tiers.append(redis.start_tier)
     return tiers
 
 

@@ -1,0 +1,271 @@
+"""The two-level cache against a real redis-server: each test's "workers" are caches built by
+the app's own `open_cache`, sharing one Redis, as the processes of a fleet do."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import orjson
+from redis import Redis
+
+from c50k.api.app import open_cache
+from c50k.cache.keys import KeySpace
+from c50k.cache.readthrough import STALE_IF_ERROR, STALE_WHILE_REVALIDATE, ReadThroughCache
+from c50k.exceptions import UpstreamUnavailable
+from c50k.items.sources import SourceChain
+from c50k.settings import CacheSettings, RedisSettings, Settings
+from c50k.stack.redis import RedisServer
+from c50k.store.memory import MemoryStore
+from tests.unit.fakes import FakeUpstream
+
+# Bounded waits: every loop below gives up after this.
+WAIT_SECONDS = 5.0
+
+
+@asynccontextmanager
+async def fleet(
+    server: RedisServer,
+    sources: SourceChain,
+    count: int = 2,
+    cache: dict[str, Any] | None = None,
+    **redis: Any,
+) -> AsyncIterator[list[ReadThroughCache]]:
+    settings = Settings(
+        cache=CacheSettings(**(cache or {})),
+        redis=RedisSettings(url=server.url, **{"ttl_jitter": 0.0, **redis}),
+    )
+    async with AsyncExitStack() as stack:
+        workers = []
+        for _ in range(count):
+            worker = open_cache(settings, sources.load)
+            stack.push_async_callback(worker.close)
+            workers.append(worker)
+        await eventually(lambda: all(w.redis and w.redis.subscribed for w in workers))
+        yield workers
+
+
+async def eventually(condition: Any, seconds: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def upstream_chain(upstream: FakeUpstream, store: MemoryStore | None = None) -> SourceChain:
+    return SourceChain(store or MemoryStore(), upstream)
+
+
+async def test_hit_and_miss_on_each_level(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={1})
+    async with fleet(redis_server, upstream_chain(upstream)) as (first, second):
+        assert orjson.loads(await first.get(1))["id"] == 1
+        assert (first.stats.local_misses, first.stats.redis_misses, first.stats.loads) == (1, 1, 1)
+        await first.get(1)
+        assert first.stats.local_hits == 1
+
+        await second.get(1)  # Another worker: from Redis, no load.
+        assert (second.stats.redis_hits, second.stats.loads) == (1, 0)
+        await second.get(1)
+        assert second.stats.local_hits == 1
+        assert upstream.calls[1] == 1
+
+
+async def test_entries_expire_after_their_ttl(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={1})
+    timing = {"stale_while_revalidate_seconds": 0, "stale_if_error_seconds": 0}
+    async with fleet(
+        redis_server,
+        upstream_chain(upstream),
+        1,
+        cache={"ttl_seconds": 0.3},
+        local_ttl_seconds=0.1,
+        **timing,
+    ) as (worker,):
+        await worker.get(1)
+        await asyncio.sleep(0.15)  # Gone from the in-process layer, still in Redis.
+        await worker.get(1)
+        assert (worker.stats.redis_hits, upstream.calls[1]) == (1, 1)
+        await asyncio.sleep(0.3)  # Gone from Redis too.
+        await worker.get(1)
+        assert upstream.calls[1] == 2
+
+
+async def test_not_found_is_cached_briefly_for_every_worker(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items=set())
+    cache = {"negative_ttl_seconds": 0.4}
+    async with fleet(redis_server, upstream_chain(upstream), cache=cache) as (first, second):
+        assert (await first.lookup(5)).body is None
+        assert (await second.lookup(5)).body is None
+        assert (upstream.calls[5], second.stats.redis_hits) == (1, 1)
+        upstream.items.add(5)
+        await asyncio.sleep(0.5)
+        assert (await second.lookup(5)).body is not None
+        assert upstream.calls[5] == 2
+
+
+async def test_a_write_drops_the_item_from_every_worker(redis_server: RedisServer) -> None:
+    store = MemoryStore()
+    await store.put(1, b'{"id":1,"v":1}')
+    # A long in-process TTL: only the invalidation message can drop the old value in time.
+    async with fleet(
+        redis_server, upstream_chain(FakeUpstream(), store), 3, local_ttl_seconds=60
+    ) as workers:
+        for worker in workers:
+            assert await worker.get(1) == b'{"id":1,"v":1}'
+        await store.put(1, b'{"id":1,"v":2}')
+        started = time.monotonic()
+        await workers[0].invalidate(1)
+        await eventually(lambda: all(w.peek(1) is None for w in workers))
+        assert time.monotonic() - started < 0.5  # The documented bound, generously.
+        for worker in workers:
+            assert await worker.get(1) == b'{"id":1,"v":2}'
+        assert workers[2].stats.invalidations_received >= 1
+
+
+async def test_a_load_begun_before_a_write_cannot_refill_redis(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={1}, delay=0.3)
+    async with fleet(redis_server, upstream_chain(upstream)) as (first, second):
+        loading = asyncio.ensure_future(first.get(1))
+        await asyncio.sleep(0.1)  # first holds the lease and waits on the upstream.
+        await second.invalidate(1)
+        await loading  # Its caller gets the value it loaded...
+        keys = KeySpace("c50k", 1)
+        with Redis.from_url(redis_server.url) as client:
+            assert client.exists(keys.item(1), keys.lease(1)) == 0  # ...Redis does not.
+
+
+async def test_concurrent_misses_load_once_across_workers(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={9}, delay=0.2)
+    async with fleet(redis_server, upstream_chain(upstream), 4) as workers:
+        bodies = await asyncio.gather(*(w.get(9) for w in workers for _ in range(50)))
+        assert len(set(bodies)) == 1
+        assert upstream.calls[9] == 1
+        assert sum(w.stats.lease_waits for w in workers) == 3
+        assert sum(w.stats.lease_timeouts for w in workers) == 0
+
+
+@asynccontextmanager
+async def past_its_ttl(
+    server: RedisServer, upstream: FakeUpstream, **windows: float
+) -> AsyncIterator[tuple[ReadThroughCache, bytes]]:
+    """One worker, and item 1 as it loaded it, now past its TTL (0.3 s) in Redis and gone
+    from the in-process layer (0.1 s)."""
+    async with fleet(
+        server,
+        upstream_chain(upstream),
+        1,
+        cache={"ttl_seconds": 0.3},
+        local_ttl_seconds=0.1,
+        **windows,
+    ) as (worker,):
+        fresh = await worker.get(1)
+        await asyncio.sleep(0.4)
+        yield worker, fresh
+
+
+async def test_stale_while_revalidate(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={1})
+    async with past_its_ttl(redis_server, upstream, stale_while_revalidate_seconds=5) as (
+        worker,
+        _fresh,
+    ):
+        entry = await worker.lookup(1)
+        assert entry.stale == STALE_WHILE_REVALIDATE
+        assert entry.body is not None
+        await eventually(lambda: upstream.calls[1] == 2)  # One refresh, in the background.
+        await asyncio.sleep(0.15)
+        assert (await worker.lookup(1)).stale is None
+        assert upstream.calls[1] == 2
+
+
+async def test_stale_if_error(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items={1})
+    windows = {"stale_while_revalidate_seconds": 0.0, "stale_if_error_seconds": 5.0}
+    async with past_its_ttl(redis_server, upstream, **windows) as (worker, fresh):
+        upstream.errors[1] = UpstreamUnavailable("http://127.0.0.1:1/posts/1", "down")
+        entry = await worker.lookup(1)
+        assert (entry.body, entry.stale) == (fresh, STALE_IF_ERROR)
+        del upstream.errors[1]
+        assert (await worker.lookup(1)).stale is None  # The failed load left no lease behind.
+        assert upstream.calls[1] == 3
+
+
+async def test_a_stalled_redis_costs_little_and_recovers(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items=set(range(1000)))
+    async with fleet(
+        redis_server,
+        upstream_chain(upstream),
+        1,
+        local=False,  # Every read needs Redis.
+        breaker_failures=2,
+        breaker_open_seconds=0.3,
+    ) as (worker,):
+        await worker.get(1)
+        redis_server.pause()
+        try:
+            slowest = 0.0
+            for item_id in range(100, 140):
+                started = time.monotonic()
+                assert orjson.loads(await worker.get(item_id))["id"] == item_id
+                slowest = max(slowest, time.monotonic() - started)
+            # Bound: two commands' socket timeouts (50 ms each) per read, with slack.
+            assert slowest < 0.5
+            assert worker.redis is not None
+            assert worker.redis.breaker.state != "closed"
+            assert worker.stats.redis_skipped > worker.stats.redis_errors
+        finally:
+            redis_server.resume()
+        hits = worker.stats.redis_hits
+        deadline = time.monotonic() + WAIT_SECONDS
+        while worker.stats.redis_hits == hits:
+            assert time.monotonic() < deadline, "the cache did not come back"
+            await worker.get(1)
+            await asyncio.sleep(0.05)
+
+
+async def test_a_restarted_redis_is_used_again(redis_server: RedisServer) -> None:
+    upstream = FakeUpstream(items=set(range(1000)))
+    async with fleet(
+        redis_server, upstream_chain(upstream), 1, local=False, breaker_open_seconds=0.2
+    ) as (worker,):
+        await worker.get(1)
+        redis_server.kill()
+        for item_id in range(100, 120):
+            assert orjson.loads(await worker.get(item_id))["id"] == item_id
+        redis_server.start()
+        assert worker.redis is not None
+        await eventually(lambda: worker.redis is not None and worker.redis.subscribed)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:  # Until a value written after the restart is read back.
+            assert time.monotonic() < deadline, "the cache did not come back"
+            await worker.get(2)
+            if worker.stats.redis_hits > 0:
+                break
+            await asyncio.sleep(0.05)
+        assert worker.stats.subscription_resets >= 2
+
+
+async def test_a_write_while_redis_stalls_is_invalidated_when_it_answers(
+    redis_server: RedisServer,
+) -> None:
+    store = MemoryStore()
+    await store.put(1, b'{"id":1,"v":1}')
+    async with fleet(redis_server, upstream_chain(FakeUpstream(), store), 1, local=False) as (
+        worker,
+    ):
+        assert await worker.get(1) == b'{"id":1,"v":1}'
+        assert worker.redis is not None
+        redis_server.pause()
+        try:
+            await store.put(1, b'{"id":1,"v":2}')
+            await worker.invalidate(1)  # Times out: Redis keeps the old value for now.
+            assert list(worker.redis.pending) == [1]
+        finally:
+            redis_server.resume()
+        await worker.lookup(2)  # The next command that succeeds sends it again.
+        await eventually(lambda: worker.redis is not None and not worker.redis.pending)
+        assert await worker.get(1) == b'{"id":1,"v":2}'
