@@ -129,6 +129,21 @@ async def test_primary_down_reads_go_on_writes_get_503_and_no_answered_write_is_
     for item_id in written:
         assert main_item(await client.get(f"/items/{item_id}")) == {"id": item_id, "version": 1}
 
+    # A worker that starts meanwhile (a restart, a new instance) starts, and serves reads.
+    late = create_app(app_settings(shard))
+    async with late.router.lifespan_context(late):
+        transport = httpx.ASGITransport(app=late)
+        async with httpx.AsyncClient(transport=transport, base_url="http://late") as second:
+
+            async def late_worker_serves() -> bool:
+                response = await second.get("/items/3")
+                return response.status_code == 200 and main_item(response) == {
+                    "id": 3,
+                    "version": 1,
+                }
+
+            await until(late_worker_serves, "a worker started without the primary serves")
+
     refused = await put(client, 7, 2)
     assert refused.status_code == 503
     assert refused.headers["retry-after"]
