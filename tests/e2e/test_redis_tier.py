@@ -140,6 +140,7 @@ def test_a_stalled_redis_keeps_reads_within_the_bound(
         redis.resume()
     assert slowest < STALLED_READ_BOUND_SECONDS
     assert ready.status_code == 200  # Degraded, still in rotation.
+    assert ready.json()["checks"]["cache"].startswith("degraded")
 
 
 def test_redis_killed_under_load_then_restarted(
