@@ -15,14 +15,7 @@ import statistics
 from functools import partial
 
 from c50k.bench.runner import Context, Step, h2load_loads, measure, with_target
-from c50k.bench.scenarios import (
-    WARM_UP_CONNECTIONS,
-    WARM_UP_SECONDS,
-    ScenarioResult,
-    all_cached,
-    common_checks,
-    wrk_step,
-)
+from c50k.bench.scenarios import ScenarioResult, all_cached, common_checks, warm_up, wrk_step
 from c50k.bench.stress import check_bodies
 from c50k.bench.targets import Target, start_c50k, start_mock_upstream
 from c50k.bench.targets_setup import aggregate_body, c50k_env, hot_paths, start_target
@@ -89,15 +82,7 @@ async def hot_redis(ctx: Context, rounds: int = 3) -> ScenarioResult:
                     envs[variant],
                 )
             for variant, target in targets.items():
-                await wrk_step(
-                    ctx,
-                    target,
-                    upstream,
-                    paths,
-                    connections=WARM_UP_CONNECTIONS,
-                    label=f"{variant}, warm-up",
-                    seconds=WARM_UP_SECONDS,
-                )
+                await warm_up(ctx, target, upstream, paths, f"{variant}, warm-up")
             for round_number in range(1, rounds + 1):
                 for connections in levels:
                     for variant, target in targets.items():

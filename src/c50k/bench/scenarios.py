@@ -83,6 +83,21 @@ async def wrk_step(
     return await measure(ctx, target, label, loads, upstream=upstream, service=service)
 
 
+async def warm_up(
+    ctx: Context, target: Target, upstream: Target, paths: list[str], label: str = "warm-up"
+) -> Step:
+    """A short step that puts every path in the target's caches."""
+    return await wrk_step(
+        ctx,
+        target,
+        upstream,
+        paths,
+        connections=WARM_UP_CONNECTIONS,
+        label=label,
+        seconds=WARM_UP_SECONDS,
+    )
+
+
 async def warm_then_levels(
     ctx: Context,
     target: Target,
@@ -93,15 +108,7 @@ async def warm_then_levels(
     service: dict[str, str],
 ) -> list[Step]:
     """A short warm-up (every path cached), then one wrk step per connection level."""
-    await wrk_step(
-        ctx,
-        target,
-        upstream,
-        paths,
-        connections=WARM_UP_CONNECTIONS,
-        label="warm-up",
-        seconds=WARM_UP_SECONDS,
-    )
+    await warm_up(ctx, target, upstream, paths)
     return [
         await wrk_step(
             ctx, target, upstream, paths, connections=n, label=f"{n} connections", service=service
