@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 from redis import Redis
 
-from c50k.api.app import open_cache
+from c50k.api.app import create_app, open_cache
 from c50k.cache.keys import KeySpace
 from c50k.cache.readthrough import STALE_IF_ERROR, STALE_WHILE_REVALIDATE, ReadThroughCache
 from c50k.exceptions import UpstreamUnavailable
@@ -278,3 +279,27 @@ async def test_a_silent_channel_clears_the_in_process_layer(redis_server: RedisS
         finally:
             redis_server.resume()
         await eventually(lambda: worker.redis is not None and worker.redis.subscribed)
+
+
+async def test_stale_answers_say_so_in_a_header(redis_server: RedisServer) -> None:
+    settings = Settings.model_validate(
+        {
+            "store": {"backend": "memory"},
+            "cache": {"ttl_seconds": 0.3},
+            "redis": {"url": redis_server.url, "ttl_jitter": 0, "stale_if_error_seconds": 0},
+        }
+    )
+    store = MemoryStore()
+    await store.put(1, b'{"id":1}')
+    await store.put(2, b'{"id":2}')
+    app = create_app(settings, store=store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            fresh = await http.get("/items/1")
+            assert "x-items-stale" not in fresh.headers
+            await asyncio.sleep(0.4)  # Past the TTL, within stale-while-revalidate.
+            stale = await http.get("/items/1")
+            assert stale.headers["x-items-stale"] == "stale-while-revalidate"
+            assert stale.json() == fresh.json()
+            assert stale.headers["x-items-complete"] == "true"
