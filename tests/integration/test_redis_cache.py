@@ -42,7 +42,7 @@ async def fleet(
     async with AsyncExitStack() as stack:
         workers = []
         for _ in range(count):
-            worker = open_cache(settings, sources)
+            worker = open_cache(settings, sources.load)
             stack.push_async_callback(worker.close)
             workers.append(worker)
         await eventually(lambda: all(w.redis and w.redis.subscribed for w in workers))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from c50k.items.service import ItemService
 from c50k.items.sources import SourceChain
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
-from c50k.store.base import ItemStore
+from c50k.store.base import ItemJson, ItemStore
 from c50k.store.factory import open_store
 from c50k.upstream.client import UpstreamClient
 
@@ -56,7 +56,7 @@ async def open_services(
     sources = SourceChain(store, upstream)
     cache: ReadThroughCache | None = None
     if settings.cache.enabled:
-        cache = open_cache(settings, sources)
+        cache = open_cache(settings, sources.load)
         stack.push_async_callback(cache.close)
         if cache.redis is not None and not await cache.redis.warm():
             logger.warning(
@@ -67,12 +67,12 @@ async def open_services(
     return Services(settings, lifecycle, store, upstream, cache, items)
 
 
-def open_cache(settings: Settings, sources: SourceChain) -> ReadThroughCache:
+def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -> ReadThroughCache:
     """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one."""
     cache, redis_settings = settings.cache, settings.redis
     if redis_settings.url is None:
         memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
-        return ReadThroughCache(memory, sources.load)
+        return ReadThroughCache(memory, load)
     # In front of Redis, in-process entries live as long as in Redis while this worker hears
     # every invalidation, and local_ttl_seconds while it may miss some (docs/cache.md).
     short = redis_settings.local_ttl_seconds
@@ -95,7 +95,7 @@ def open_cache(settings: Settings, sources: SourceChain) -> ReadThroughCache:
     stats = CacheStats()
     redis = RedisLayer(redis_settings, stats)
     return ReadThroughCache(
-        front, sources.load, redis=redis, freshness=freshness, local_ttl=local_ttl, stats=stats
+        front, load, redis=redis, freshness=freshness, local_ttl=local_ttl, stats=stats
     )
 
 
