@@ -282,8 +282,14 @@ class RedisSettings(BaseModel):
     local_ttl_seconds: float = Field(
         default=1.0,
         gt=0,
-        description="In-process entries live at most this long in front of Redis: the bound on "
-        "serving an item after a write whose invalidation message was lost.",
+        description="In-process entries live this long while the worker may miss invalidations "
+        "(Redis down, its channel silent); while it hears them, as long as in Redis.",
+    )
+    heartbeat_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Each worker publishes to itself this often; 3 beats unheard and it clears "
+        "its in-process layer (the bound on a lost invalidation).",
     )
     ttl_jitter: float = Field(
         default=0.1,

@@ -23,8 +23,9 @@ from tests.e2e.conftest import Service, Upstream, start_service
 pytestmark = pytest.mark.e2e
 
 WORKERS = 4
-# The documented bound on a write reaching every worker (docs/configuration.md), generously.
-INVALIDATION_BOUND_SECONDS = 0.5
+# The documented bound on a write reaching every worker (docs/cache.md): one pub/sub hop, or
+# one heartbeat (0.5 s) later when the writer's first attempt timed out on a busy machine.
+INVALIDATION_BOUND_SECONDS = 1.0
 # The documented bound on a read while Redis stalls, generously: two commands' socket
 # timeouts (50 ms each) on top of the upstream call, on a shared 2-core machine.
 STALLED_READ_BOUND_SECONDS = 1.0
@@ -41,11 +42,9 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 def cached_service(
     tmp_path_factory: pytest.TempPathFactory, redis: RedisServer, upstream: Upstream
 ) -> Iterator[Service]:
-    env = {
-        "C50K_REDIS_URL": redis.url,
-        # Only the invalidation message can drop an in-process entry in time.
-        "C50K_REDIS_LOCAL_TTL_SECONDS": "60",
-    }
+    # In-process entries live 10 s (C50K_CACHE_TTL_SECONDS): only the invalidation message
+    # can drop them in time.
+    env = {"C50K_REDIS_URL": redis.url}
     tmp: Path = tmp_path_factory.mktemp("service")
     running = start_service(tmp, upstream.template, env, workers=WORKERS)
     yield running
@@ -141,6 +140,7 @@ def test_a_stalled_redis_keeps_reads_within_the_bound(
         redis.resume()
     assert slowest < STALLED_READ_BOUND_SECONDS
     assert ready.status_code == 200  # Degraded, still in rotation.
+    assert ready.json()["checks"]["cache"].startswith("degraded")
 
 
 def test_redis_killed_under_load_then_restarted(

@@ -22,7 +22,7 @@ from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
 from c50k.api.services import Services
 from c50k.cache.memory import MemoryCache
-from c50k.cache.readthrough import Freshness, ReadThroughCache
+from c50k.cache.readthrough import Freshness, LocalTtl, ReadThroughCache
 from c50k.cache.shared import RedisLayer
 from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
@@ -100,21 +100,20 @@ async def open_services(
 
 
 def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -> ReadThroughCache:
-    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind a short-lived one."""
+    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one."""
     cache, redis_settings = settings.cache, settings.redis
     if redis_settings.url is None:
         memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
         return ReadThroughCache(memory, load)
-    # In front of Redis, entries live at most local_ttl_seconds: the bound on a lost
-    # invalidation message (docs/configuration.md).
-    local_ttl = redis_settings.local_ttl_seconds
+    # In front of Redis, in-process entries live as long as in Redis while this worker hears
+    # every invalidation, and local_ttl_seconds while it may miss some (docs/cache.md).
+    short = redis_settings.local_ttl_seconds
+    local_ttl = LocalTtl(
+        heard=(cache.ttl_seconds, cache.negative_ttl_seconds),
+        unheard=(min(cache.ttl_seconds, short), min(cache.negative_ttl_seconds, short)),
+    )
     front: MemoryCache | None = (
-        MemoryCache(
-            cache.max_items,
-            min(cache.ttl_seconds, local_ttl),
-            min(cache.negative_ttl_seconds, local_ttl),
-            jitter=redis_settings.ttl_jitter,
-        )
+        MemoryCache(cache.max_items, *local_ttl.unheard, jitter=redis_settings.ttl_jitter)
         if redis_settings.local
         else None
     )
@@ -127,7 +126,9 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
     )
     stats = CacheStats()
     redis = RedisLayer(redis_settings, stats)
-    return ReadThroughCache(front, load, redis=redis, freshness=freshness, stats=stats)
+    return ReadThroughCache(
+        front, load, redis=redis, freshness=freshness, local_ttl=local_ttl, stats=stats
+    )
 
 
 def create_app(

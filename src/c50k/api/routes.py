@@ -72,9 +72,12 @@ async def ready(services: AppServices) -> Response:
         checks["store"] = f"failed: {exc or 'timeout'}"
     if services.cache is None:
         checks["cache"] = "disabled"
-    elif (redis := services.cache.redis) is not None and redis.breaker.state != "closed":
+    elif (redis := services.cache.redis) is not None:
         # Degraded, not failed: reads go to the store and upstream while Redis is away.
-        checks["cache"] = f"degraded: redis breaker {redis.breaker.state}"
+        if redis.breaker.state != "closed":
+            checks["cache"] = f"degraded: redis breaker {redis.breaker.state}"
+        elif not redis.subscribed:
+            checks["cache"] = "degraded: not hearing invalidations (in-process TTL shortened)"
     if services.upstream is None:
         checks["upstream"] = "not configured"
     elif not services.upstream.usable():

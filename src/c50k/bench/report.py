@@ -38,7 +38,8 @@ def ratios(steps: list[Step]) -> list[dict[str, Any]]:
                 row[f"c50k_over_{baseline}"] = (
                     round(ours.throughput / theirs.throughput, 3) if theirs.throughput else None
                 )
-        rows.append(row)
+        if len(row) > 2:  # Measured beside at least one baseline.
+            rows.append(row)
     return rows
 
 
@@ -127,6 +128,8 @@ def summary_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     for limit in report["limits"]:
         lines.append(f"\n- limit: {limit}")
+    for note in report["notes"]:
+        lines.append(f"\n- {note}")
     if report["advice"]:
         lines += ["", "Advice:"]
         lines += [f"- `{a['setting']}` = {a['value']}: {a['reason']}" for a in report["advice"]]

@@ -60,6 +60,44 @@ def all_cached(step: Step) -> None:
     )
 
 
+async def wrk_step(
+    ctx: Context,
+    target: Target,
+    upstream: Target,
+    paths: list[str],
+    *,
+    connections: int,
+    label: str,
+    service: dict[str, str] | None = None,
+    seconds: int | None = None,
+) -> Step:
+    """One closed-loop wrk step over `paths` (the scenario's duration unless `seconds`)."""
+    loads = wrk_loads(
+        target,
+        ctx.addresses,
+        connections,
+        paths,
+        duration=seconds or ctx.duration_seconds,
+        timeout=WRK_TIMEOUT_SECONDS,
+    )
+    return await measure(ctx, target, label, loads, upstream=upstream, service=service)
+
+
+async def warm_up(
+    ctx: Context, target: Target, upstream: Target, paths: list[str], label: str = "warm-up"
+) -> Step:
+    """A short step that puts every path in the target's caches."""
+    return await wrk_step(
+        ctx,
+        target,
+        upstream,
+        paths,
+        connections=WARM_UP_CONNECTIONS,
+        label=label,
+        seconds=WARM_UP_SECONDS,
+    )
+
+
 async def warm_then_levels(
     ctx: Context,
     target: Target,
@@ -68,33 +106,15 @@ async def warm_then_levels(
     levels: list[int],
     *,
     service: dict[str, str],
-    variant: str = "",
 ) -> list[Step]:
-    """A short warm-up (every path cached), then one wrk step per connection level; a
-    `variant` names the steps of one configuration among several in a run."""
-    prefix = f"{variant}, " if variant else ""
-    warm = wrk_loads(
-        target,
-        ctx.addresses,
-        WARM_UP_CONNECTIONS,
-        paths,
-        duration=WARM_UP_SECONDS,
-        timeout=WRK_TIMEOUT_SECONDS,
-    )
-    await measure(ctx, target, f"{prefix}warm-up", warm, upstream=upstream)
-    steps = []
-    for connections in levels:
-        loads = wrk_loads(
-            target,
-            ctx.addresses,
-            connections,
-            paths,
-            duration=ctx.duration_seconds,
-            timeout=WRK_TIMEOUT_SECONDS,
+    """A short warm-up (every path cached), then one wrk step per connection level."""
+    await warm_up(ctx, target, upstream, paths)
+    return [
+        await wrk_step(
+            ctx, target, upstream, paths, connections=n, label=f"{n} connections", service=service
         )
-        label = f"{prefix}{connections} connections"
-        steps.append(await measure(ctx, target, label, loads, upstream=upstream, service=service))
-    return steps
+        for n in levels
+    ]
 
 
 async def closed_loop(

@@ -59,6 +59,11 @@ class MemoryCache:
     def delete(self, key: int) -> None:
         self._entries.pop(key, None)
 
+    def retime(self, ttl: float, negative_ttl: float) -> None:
+        """TTLs of the entries set from now on (those already in keep theirs)."""
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -39,6 +39,15 @@ POLL_MAX_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
+class LocalTtl:
+    """TTLs (found, not found) of the in-process layer in front of Redis: long while this
+    worker hears every invalidation, short while it may miss some."""
+
+    heard: tuple[float, float]
+    unheard: tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
 class Freshness:
     """How long values live in Redis (seconds): found, not found, and the stale windows."""
 
@@ -61,6 +70,7 @@ class ReadThroughCache:
         *,
         redis: RedisLayer | None = None,
         freshness: Freshness | None = None,
+        local_ttl: LocalTtl | None = None,
         stats: CacheStats | None = None,
     ) -> None:
         self._memory = memory
@@ -70,8 +80,9 @@ class ReadThroughCache:
         self.stats = stats if stats is not None else CacheStats()
         self._flights: SingleFlight[int, Entry] = SingleFlight()
         self._refreshes: set[asyncio.Task[None]] = set()
+        self._local_ttl = local_ttl
         if redis is not None:
-            redis.listen(self._forget, self._clear)
+            redis.listen(self._forget, self._hearing)
 
     @property
     def redis(self) -> RedisLayer | None:
@@ -119,9 +130,14 @@ class ReadThroughCache:
             self._memory.delete(item_id)
         self._flights.forget(item_id)
 
-    def _clear(self) -> None:
-        if self._memory is not None:
-            self._memory.clear()
+    def _hearing(self, heard: bool) -> None:
+        """Entries cached under the other regime go: kept long while invalidations may have
+        been missed, or kept short for no reason once they are heard again."""
+        if self._memory is None:
+            return
+        self._memory.clear()
+        if self._local_ttl is not None:
+            self._memory.retime(*(self._local_ttl.heard if heard else self._local_ttl.unheard))
 
     def _remember(self, item_id: int, entry: Entry) -> None:
         if self._memory is not None and self._flights.is_current(item_id, asyncio.current_task()):

@@ -1,6 +1,6 @@
 """The Redis layer: one pooled redis-py asyncio client per worker, every command bounded by
 tens of milliseconds and guarded by a circuit breaker, and a subscription that tells this
-worker which ids other workers (of any node) wrote.
+worker which ids other workers (of any node) wrote (subscription.py).
 
 No method raises for Redis's sake: a failure, a timeout or an open breaker answers
 `UNAVAILABLE` (or False), and the caller goes to the store and upstream instead.
@@ -23,6 +23,7 @@ from c50k.cache.breaker import CircuitBreaker
 from c50k.cache.envelope import Stored, decode, encode
 from c50k.cache.keys import KeySpace
 from c50k.cache.stats import CacheStats
+from c50k.cache.subscription import Subscription
 from c50k.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -61,9 +62,6 @@ end
 return 0
 """
 FRESH, LEASED = 1, 2
-RESUBSCRIBE_FIRST_SECONDS = 0.05
-RESUBSCRIBE_MAX_SECONDS = 1.0
-LISTEN_POLL_SECONDS = 1.0
 # Connections each worker opens at start, so a burst's first misses do not wait on connects.
 WARM_CONNECTIONS = 4
 # Writes whose invalidation could not reach Redis, kept to retry once it answers again.
@@ -92,7 +90,6 @@ class RedisLayer:
         self.stats = stats
         self.keys = KeySpace(settings.namespace, settings.version)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_open_seconds)
-        self.subscribed = False
         no_retries = Retry(NoBackoff(), 0)  # A retry would double the time a dead Redis costs.
         self._pool = BlockingConnectionPool.from_url(
             settings.url,
@@ -106,7 +103,7 @@ class RedisLayer:
         self._claim = self._client.register_script(CLAIM)
         self._fill = self._client.register_script(FILL)
         self._release = self._client.register_script(RELEASE)
-        self._listener: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
         # Ids written while Redis was unreachable: their old values may still be in Redis
         # (a stall or a partition keeps them), so the invalidation is sent again later.
         self.pending: dict[int, None] = {}
@@ -219,58 +216,25 @@ class RedisLayer:
     async def ping(self) -> bool:
         return await self._guarded(self._client.ping) is not UNAVAILABLE
 
-    def listen(self, drop: Callable[[int], None], reset: Callable[[], None]) -> None:
-        """Start the subscription: `drop(id)` for each invalidated id; `reset()` after every
-        (re)subscription, since messages sent while this worker was not subscribed are lost."""
-        self._listener = asyncio.ensure_future(self._listen(drop, reset))
+    def listen(self, drop: Callable[[int], None], heard: Callable[[bool], None]) -> None:
+        """Subscribe to invalidations: `drop(id)` for each id written anywhere; `heard(True)`
+        while every invalidation reaches this worker, `heard(False)` when some may not."""
+        self._subscription = Subscription(self, drop, heard)
 
-    async def _listen(self, drop: Callable[[int], None], reset: Callable[[], None]) -> None:
-        # Its own connection without a socket timeout: a quiet channel is not a failure.
-        client: Redis = Redis.from_url(
-            self.settings.url or "",
-            socket_connect_timeout=self.settings.connect_timeout_seconds,
-            socket_timeout=None,
-            retry=Retry(NoBackoff(), 0),
+    @property
+    def subscribed(self) -> bool:
+        return self._subscription is not None and self._subscription.hearing
+
+    async def publish(self, channel: str, message: bytes) -> bool:
+        return (
+            await self._guarded(lambda: self._client.publish(channel, message)) is not UNAVAILABLE
         )
-        backoff = RESUBSCRIBE_FIRST_SECONDS
-        try:
-            while True:
-                pubsub = client.pubsub()
-                try:
-                    await pubsub.subscribe(self.keys.channel)
-                    self.subscribed = True
-                    self.stats.subscription_resets += 1
-                    reset()
-                    backoff = RESUBSCRIBE_FIRST_SECONDS
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=LISTEN_POLL_SECONDS
-                        )
-                        if message is not None and message["type"] == "message":
-                            self._received(message["data"], drop)
-                except _ERRORS as exc:
-                    logger.debug("redis subscription: %r", exc)
-                finally:
-                    self.subscribed = False
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py 8 leaves it untyped.
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RESUBSCRIBE_MAX_SECONDS)
-        finally:
-            await client.aclose()
-
-    def _received(self, data: bytes, drop: Callable[[int], None]) -> None:
-        try:
-            item_id = int(data)
-        except ValueError:
-            logger.warning("redis: ignored invalidation %r", data)
-            return
-        self.stats.invalidations_received += 1
-        drop(item_id)
 
     async def close(self) -> None:
-        for task in (self._listener, self._flushing):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._subscription is not None:
+            await self._subscription.close()
+        if self._flushing is not None:
+            self._flushing.cancel()
+            await asyncio.gather(self._flushing, return_exceptions=True)
         await self._client.aclose()
         await self._pool.disconnect()

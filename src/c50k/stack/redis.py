@@ -36,12 +36,6 @@ maxmemory-policy allkeys-lfu
 """
 
 
-# Servers the stack started in this process and left running for `down` (which stops them by
-# PID, maybe from another command): referenced here so that no Popen is collected while its
-# process runs. (main's ManagedProcess.detach() does this for every tier; use it once merged.)
-_left_running: dict[int, ManagedProcess] = {}
-
-
 def binary() -> str:
     found = shutil.which("redis-server")
     if found is None:
@@ -140,6 +134,6 @@ def start_tier(launch: Launch) -> None:
         server.stop()  # Started but not recorded (it never answered): `down` cannot find it.
         raise
     if server.process is not None:
-        _left_running[record.pid] = server.process
+        server.process.detach()  # `down` stops it by PID, maybe from another command.
     launch.state.add(record)
     launch.group("redis")["url"] = server.url
