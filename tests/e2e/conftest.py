@@ -70,6 +70,8 @@ def start_service(
         **os.environ,
         "C50K_STORE_SQLITE_PATH": str(tmp / f"items-{port}.sqlite3"),
         "C50K_SERVER_DRAIN_SECONDS": "0",
+        # Each service's metrics exporter on a port of its own (the default is shared).
+        "C50K_METRICS_PORT": str(free_port()),
         **({"C50K_UPSTREAM_URL": upstream_template} if upstream_template else {}),
         **(env or {}),
     }

@@ -14,7 +14,13 @@ from prometheus_client import CollectorRegistry, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c50k.observability.dashboard import dashboard, metric_names, render
-from c50k.observability.instrumentation import ROUTE_KEY, Instrumentation, route_of
+from c50k.observability.instrumentation import (
+    ROUTE_KEY,
+    Instrumentation,
+    RecordAnswers,
+    answering,
+    route_of,
+)
 from c50k.observability.metrics import (
     LATENCY_BUCKETS,
     UNMATCHED_ROUTE,
@@ -154,18 +160,25 @@ def test_tracing_is_on_only_when_otel_variables_ask(environ: dict[str, str], on:
     assert tracing_requested(environ) is on
 
 
-SHED_HEADERS = [(b"content-type", b"application/json")]
+CONSTANT_HEADERS = [(b"content-type", b"application/json")]
 
 
-def app_answering(status: int, route: str | None) -> ASGIApp:
+def app_answering(status: int, route: str | None, *, through_fastapi: bool) -> ASGIApp:
+    """An app that answers like the fast path (answering() itself) or like FastAPI (a plain
+    send, with a module-level header list, under RecordAnswers)."""
+
     async def inner(scope: Scope, _receive: Receive, send: Send) -> None:
         if route is not None:
             scope[ROUTE_KEY] = route
         assert request_id.get() is not None
-        await send({"type": "http.response.start", "status": status, "headers": SHED_HEADERS})
+        headers = CONSTANT_HEADERS
+        if not through_fastapi:
+            headers = list(CONSTANT_HEADERS)
+            answering(scope, status, headers)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    return inner
+    return RecordAnswers(inner) if through_fastapi else inner
 
 
 async def test_instrumentation_counts_labels_and_returns_the_request_id() -> None:
@@ -179,19 +192,42 @@ async def test_instrumentation_counts_labels_and_returns_the_request_id() -> Non
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    for status, route, method in [(503, "/items/{item_id}", "GET"), (404, None, "BREW")]:
-        inner = app_answering(status, route)
+    cases = [(503, "/items/{item_id}", "GET", False), (404, None, "BREW", True)]
+    for status, route, method, through_fastapi in cases:
+        inner = app_answering(status, route, through_fastapi=through_fastapi)
         wrapped = Instrumentation(inner, metrics=metrics, request_ids=RequestIds(), access_log=True)
         scope = {"type": "http", "method": method, "path": "/x", "headers": []}
         await wrapped(scope, receive, send)
     metrics.flush()
-    assert SHED_HEADERS == [(b"content-type", b"application/json")]  # Constants untouched.
+    assert CONSTANT_HEADERS == [(b"content-type", b"application/json")]  # Untouched.
     starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 2
     assert all(dict(m["headers"])[b"x-request-id"] for m in starts)
     get = {"method": "GET", "route": "/items/{item_id}", "status": "503"}
     other = {"method": "other", "route": UNMATCHED_ROUTE, "status": "404"}
     assert registry.get_sample_value("c50k_http_requests_total", get) == 1
     assert registry.get_sample_value("c50k_http_requests_total", other) == 1
+
+
+async def test_a_request_that_fails_before_answering_counts_as_500() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+
+    async def failing(_scope: Scope, _receive: Receive, _send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    async def unused() -> Message:
+        raise AssertionError
+
+    async def ignore(_message: Message) -> None:
+        raise AssertionError
+
+    wrapped = Instrumentation(failing, metrics=metrics, request_ids=None, access_log=False)
+    with pytest.raises(RuntimeError):
+        await wrapped({"type": "http", "method": "GET", "path": "/", "headers": []}, unused, ignore)
+    metrics.flush()
+    labels = {"method": "GET", "route": UNMATCHED_ROUTE, "status": "500"}
+    assert registry.get_sample_value("c50k_http_requests_total", labels) == 1
 
 
 def test_route_of_prefers_the_template() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from c50k.observability.instrumentation import answering
+
 SHED_BODY = b'{"detail":"Service overloaded, retry later"}'
 SHED_HEADERS = [
     (b"content-type", b"application/json"),
@@ -34,7 +36,9 @@ class AdmissionControl:
             return
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             self.shed += 1
-            await send({"type": "http.response.start", "status": 503, "headers": SHED_HEADERS})
+            headers = list(SHED_HEADERS)
+            answering(scope, 503, headers)
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": SHED_BODY})
             return
         self.in_flight += 1

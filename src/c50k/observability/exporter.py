@@ -2,11 +2,12 @@
 MultiProcessCollector). Started by the gunicorn master (c50k.observability.multiprocess);
 it stops on SIGTERM, and by itself when the master is gone.
 
-    python -m c50k.observability.exporter HOST PORT DIRECTORY MASTER_PID
+    python -m c50k.observability.exporter HOST PORT DIRECTORY MASTER_PID LOG_FORMAT
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -16,14 +17,27 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from c50k.observability.logs import LogFormat, use_format
+
+logger = logging.getLogger("c50k.metrics")
+
 PARENT_CHECK_SECONDS = 1.0
 
 
 def main(argv: list[str]) -> int:
     host, port, directory, master = argv[0], int(argv[1]), argv[2], int(argv[3])
+    log_format: LogFormat = "console" if argv[4] == "console" else "json"
+    handler = logging.StreamHandler()
+    use_format([handler], log_format)
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # no hints there
-    server, thread = start_http_server(port, host, registry)
+    try:
+        server, thread = start_http_server(port, host, registry)
+    except OSError as exc:
+        # The API keeps serving without its metrics; the operator reads why here.
+        logger.error("metrics exporter cannot listen on %s:%d: %s", host, port, exc)
+        return 1
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

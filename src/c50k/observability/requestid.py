@@ -30,11 +30,11 @@ class RequestIds:
     (a tenth of uuid4's cost, and still no coordination between workers)."""
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(6).hex()
+        self._prefix = os.urandom(6).hex().encode()
         self._counter = itertools.count(1)
 
     def new(self) -> bytes:
-        return b"%s-%x" % (self._prefix.encode(), next(self._counter))
+        return b"%s-%x" % (self._prefix, next(self._counter))
 
     def of(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         """The request's own id when it sent a sane one, else a new one."""
