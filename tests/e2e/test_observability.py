@@ -82,6 +82,17 @@ def send_mix(url: str, rounds: int) -> int:
     return sent
 
 
+def assert_counted_exactly(service: Service, metrics_port: int, rounds: int) -> float:
+    """Send `rounds` of the mix; the scrape's counters and histogram counts grow by exactly
+    the requests sent. Returns the expected total."""
+    before = scrape(metrics_port)
+    expected = total(before, "c50k_http_requests_total") + send_mix(service.url, rounds)
+    text = wait_for_total(metrics_port, "c50k_http_requests_total", expected)
+    assert total(text, "c50k_http_requests_total") == expected
+    assert total(text, "c50k_http_request_duration_seconds_count") == expected
+    return expected
+
+
 @pytest.fixture(scope="module")
 def four_workers(
     tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
@@ -98,12 +109,7 @@ def test_counts_summed_over_four_workers_equal_the_requests_sent(
     four_workers: tuple[Service, int],
 ) -> None:
     service, port = four_workers
-    before = scrape(port)
-    sent = send_mix(service.url, 50)
-    expected = total(before, "c50k_http_requests_total") + sent
-    text = wait_for_total(port, "c50k_http_requests_total", expected)
-    assert total(text, "c50k_http_requests_total") == expected
-    assert total(text, "c50k_http_request_duration_seconds_count") == expected
+    expected = assert_counted_exactly(service, port, rounds=50)
     # Later flushes add nothing: no request is counted twice.
     time.sleep(3 * float(FLUSH))
     again = scrape(port)
@@ -149,12 +155,7 @@ def test_workers_restarted_by_max_requests_lose_and_double_nothing(
     env = metrics_env(port, C50K_SERVER_MAX_REQUESTS="12", C50K_SERVER_REUSE_PORT="false")
     service = start_service(tmp_path, upstream.template, env, workers=2)
     try:
-        before = scrape(port)
-        sent = send_mix(service.url, 25)
-        expected = total(before, "c50k_http_requests_total") + sent
-        text = wait_for_total(port, "c50k_http_requests_total", expected)
-        assert total(text, "c50k_http_requests_total") == expected
-        assert total(text, "c50k_http_request_duration_seconds_count") == expected
+        assert_counted_exactly(service, port, rounds=25)
         # 100 requests at 12 a worker: several workers stopped and were replaced.
         restarts = service.process.log_tail(10_000).count("Maximum request limit")
         assert restarts >= 4, service.process.log_tail()

@@ -85,10 +85,11 @@ class Instrumentation:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.request_ids is not None:
-            rid = self.request_ids.of(scope["headers"])
+        request_ids = self.request_ids
+        if request_ids is not None:
+            rid = request_ids.of(scope["headers"])
             scope[HEADERS_KEY] = [(HEADER, rid)]
-            request_id.set(rid.decode("ascii"))
+            request_id.set(rid)
         started = perf_counter()
         try:
             await self.app(scope, receive, send)
@@ -96,11 +97,12 @@ class Instrumentation:
             elapsed = perf_counter() - started
             # 500 when nothing answered: the app failed before it started a response, and the
             # server answers 500.
-            status = scope.get(STATUS_KEY, 500)
+            status: int = scope.get(STATUS_KEY, 500)
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             route = route_of(scope)
             if self.metrics is not None:
-                self.metrics.requests.observe((method, route, str(status)), elapsed)
+                # The status stays an int here; the flush writes label values.
+                self.metrics.requests.observe((method, route, status), elapsed)
             if self.access_log:
                 access_logger.info(
                     "request",

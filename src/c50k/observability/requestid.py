@@ -18,7 +18,9 @@ HEADER = b"x-request-id"
 # into log lines and upstream requests, so it must not carry what a client made up freely.
 _SANE = re.compile(rb"[A-Za-z0-9._:+=/-]{1,128}")
 
-request_id: ContextVar[str | None] = ContextVar("c50k_request_id", default=None)
+# Bytes, as the header came: decoding it for every request would cost more than the few
+# readers (log lines, upstream calls) spend decoding it when they need it.
+request_id: ContextVar[bytes | None] = ContextVar("c50k_request_id", default=None)
 
 
 def sane_request_id(value: bytes) -> bool:
