@@ -52,12 +52,17 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--on", action="append", default=[], metavar="NAME=VALUE",
+        help="A setting of the `on` instance, e.g. C50K_LOG_REQUEST_ID=false (metrics alone).",
+    )  # fmt: skip
     args = parser.parse_args()
+    on = dict(item.split("=", 1) for item in args.on)
     workdir = Path(tempfile.mkdtemp(prefix="c50k-observability-cost-"))
     upstream = start_mock_upstream(workdir / "upstream", free_port())
     targets: dict[str, Target] = {}
     try:
-        for name, extra in (("on", {}), ("off", OFF)):
+        for name, extra in (("on", on), ("off", OFF)):
             env = {
                 "C50K_UPSTREAM_URL": posts_template(upstream),
                 "C50K_STORE_BACKEND": "memory",
