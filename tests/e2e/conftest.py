@@ -86,6 +86,13 @@ def start_service(
     return Service(url, process)
 
 
+def scrape_metrics(port: int) -> str:
+    """The text of a service's metrics exporter (C50K_METRICS_PORT)."""
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0)
+    response.raise_for_status()
+    return response.text
+
+
 def _wait_or_stop(process: ManagedProcess, url: str) -> None:
     try:
         process.wait_until(lambda: http_ok(url), START_TIMEOUT)

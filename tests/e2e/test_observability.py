@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from c50k.stack.process import free_port
 from tests.e2e.conftest import Service, Upstream, start_service
+from tests.e2e.conftest import scrape_metrics as scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +35,6 @@ def metrics_env(port: int, **more: str) -> dict[str, str]:
         "C50K_METRICS_FLUSH_INTERVAL_SECONDS": FLUSH,
         **more,
     }
-
-
-def scrape(port: int) -> str:
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0)
-    response.raise_for_status()
-    return response.text
 
 
 def total(text: str, sample_name: str, routes: tuple[str, ...] = ROUTES) -> float:
