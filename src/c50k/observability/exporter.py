@@ -2,13 +2,17 @@
 MultiProcessCollector). Started by the gunicorn master (c50k.observability.multiprocess);
 it stops on SIGTERM, and by itself when the master is gone.
 
-    python -m c50k.observability.exporter HOST PORT DIRECTORY MASTER_PID LOG_FORMAT
+    python -m c50k.observability.exporter HOST PORT DIR MASTER_PID LOG_FORMAT [--owns-directory]
+
+With --owns-directory (a temporary directory the master made) it removes the directory when
+the master is gone without its on_exit hook (SIGKILL).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -50,6 +54,8 @@ def main(argv: list[str]) -> int:
         pass
     server.shutdown()
     thread.join()
+    if os.getppid() != master and "--owns-directory" in argv[5:]:
+        shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

@@ -68,6 +68,7 @@ class MetricsHooks:
         argv = [sys.executable, "-m", "c50k.observability.exporter"]
         argv += [self.settings.host, str(self.settings.port), str(self.directory)]
         argv += [str(os.getpid()), self.log_format]
+        argv += ["--owns-directory"] if self._temporary else []
         # A failing exporter (port taken) logs its error and exits; serving goes on.
         self._exporter = subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 -- our own module.
         server.log.info(
