@@ -13,11 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from c50k.api.admission import AdmissionControl
 from c50k.observability.dashboard import dashboard, metric_names, render
 from c50k.observability.instrumentation import (
     ROUTE_KEY,
-    Instrumentation,
     RecordAnswers,
+    RequestObserver,
     answering,
     route_of,
 )
@@ -195,7 +196,8 @@ async def test_instrumentation_counts_labels_and_returns_the_request_id() -> Non
     cases = [(503, "/items/{item_id}", "GET", False), (404, None, "BREW", True)]
     for status, route, method, through_fastapi in cases:
         inner = app_answering(status, route, through_fastapi=through_fastapi)
-        wrapped = Instrumentation(inner, metrics=metrics, request_ids=RequestIds(), access_log=True)
+        observer = RequestObserver(metrics=metrics, request_ids=RequestIds(), access_log=True)
+        wrapped = AdmissionControl(inner, max_in_flight=0, observer=observer)
         scope = {"type": "http", "method": method, "path": "/x", "headers": []}
         await wrapped(scope, receive, send)
     metrics.flush()
@@ -222,7 +224,8 @@ async def test_a_request_that_fails_before_answering_counts_as_500() -> None:
     async def ignore(_message: Message) -> None:
         raise AssertionError
 
-    wrapped = Instrumentation(failing, metrics=metrics, request_ids=None, access_log=False)
+    observer = RequestObserver(metrics=metrics, request_ids=None, access_log=False)
+    wrapped = AdmissionControl(failing, max_in_flight=0, observer=observer)
     with pytest.raises(RuntimeError):
         await wrapped({"type": "http", "method": "GET", "path": "/", "headers": []}, unused, ignore)
     metrics.flush()

@@ -1,5 +1,5 @@
-"""Per-request observability as a pure ASGI wrapper, outermost: around admission control and
-the fast path, so shed requests and fast-path answers are counted like every other.
+"""Per-request observability, begun and ended by admission control (the outermost layer), so
+shed requests and fast-path answers are counted like every other.
 
 Whoever answers records the status in the scope and adds the scope's extra headers (the
 request id) to its answer: admission control's 503 and the fast path do it themselves, and
@@ -67,48 +67,46 @@ class RecordAnswers:
         await self.app(scope, receive, send_recorded)
 
 
-class Instrumentation:
+class RequestObserver:
+    """The request id, the request's metrics and its access line. Admission control, the
+    outermost layer, calls `begin` and `end` around every HTTP request: calls, not another
+    ASGI layer, which cost a coroutine and a frame per request."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         metrics: Metrics | None,
         request_ids: RequestIds | None,
         access_log: bool,
     ) -> None:
-        self.app = app
         self.metrics = metrics
         self.request_ids = request_ids
         self.access_log = access_log
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def begin(self, scope: Scope) -> float:
         request_ids = self.request_ids
         if request_ids is not None:
             rid = request_ids.of(scope["headers"])
             scope[HEADERS_KEY] = [(HEADER, rid)]
             request_id.set(rid)
-        started = perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            elapsed = perf_counter() - started
-            # 500 when nothing answered: the app failed before it started a response, and the
-            # server answers 500.
-            status: int = scope.get(STATUS_KEY, 500)
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            route = route_of(scope)
-            if self.metrics is not None:
-                # The status stays an int here; the flush writes label values.
-                self.metrics.requests.observe((method, route, status), elapsed)
-            if self.access_log:
-                access_logger.info(
-                    "request",
-                    method=method,
-                    path=scope["path"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 3),
-                )
+        return perf_counter()
+
+    def end(self, scope: Scope, started: float) -> None:
+        elapsed = perf_counter() - started
+        # 500 when nothing answered: the app failed before it started a response, and the
+        # server answers 500.
+        status: int = scope.get(STATUS_KEY, 500)
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        route = route_of(scope)
+        if self.metrics is not None:
+            # The status stays an int here; the flush writes label values.
+            self.metrics.requests.observe((method, route, status), elapsed)
+        if self.access_log:
+            access_logger.info(
+                "request",
+                method=method,
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+            )
