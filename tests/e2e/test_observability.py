@@ -24,10 +24,11 @@ from tests.e2e.conftest import scrape_metrics as scrape
 pytestmark = pytest.mark.e2e
 
 FLUSH = "0.2"
-SCRAPE_WAIT_SECONDS = 15.0
+SCRAPE_WAIT_SECONDS = 30.0
 # The readiness polls of start_service are counted too; the tests count only these routes.
 ROUTES = ("/items/{item_id}", "/health", "unmatched")
-ATTEMPTS = 5
+ATTEMPTS = 10
+RETRY_PAUSE_SECONDS = 0.2
 
 
 def metrics_env(port: int, **more: str) -> dict[str, str]:
@@ -73,7 +74,8 @@ def answered(client: httpx.Client, path: str) -> httpx.Response:
         try:
             return client.get(path)
         except httpx.TransportError:
-            continue
+            # Both workers may be stopping at once: give their replacements time to start.
+            time.sleep(RETRY_PAUSE_SECONDS)
     return client.get(path)
 
 
