@@ -4,8 +4,12 @@ request id, the instrumentation wrapper, the dashboard and the scrape config, wi
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from c50k.observability.instrumentation import (
     answering,
     route_of,
 )
+from c50k.observability.logs import formatter
 from c50k.observability.metrics import (
     LATENCY_BUCKETS,
     UNMATCHED_ROUTE,
@@ -31,9 +36,11 @@ from c50k.observability.metrics import (
     PendingHistogram,
     PoolStats,
 )
+from c50k.observability.multiprocess import ENV, MetricsHooks
 from c50k.observability.prometheus_config import parse_instances, render_scrape_config
 from c50k.observability.requestid import RequestIds, request_id, sane_request_id
 from c50k.observability.tracing import tracing_requested
+from c50k.settings import MetricsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = [0.0, 0.0001, 0.00025, 0.0003, 0.001, 0.004, 0.02, 0.7, 3.0, 10.0, 42.0]
@@ -262,3 +269,48 @@ def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
         [promtool, "check", "config", str(path)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_configured_metrics_directory_loses_only_the_last_runs_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_123.db").write_bytes(b"old counts")
+    (directory / "README").write_text("not ours")
+    hooks = MetricsHooks(MetricsSettings(multiproc_dir=directory))
+    hooks.on_starting(None)
+    assert os.environ[ENV] == str(directory.resolve())
+    assert sorted(p.name for p in directory.iterdir()) == ["README"]
+    hooks.on_exit(None)  # No exporter started; a configured directory stays.
+    assert directory.exists()
+
+
+def test_a_temporary_metrics_directory_is_removed_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    hooks = MetricsHooks(MetricsSettings())
+    hooks.on_starting(None)
+    assert hooks.directory is not None
+    assert os.environ[ENV] == str(hooks.directory)
+    hooks.on_exit(None)
+    assert not hooks.directory.exists()
+
+
+def test_json_log_lines_carry_the_request_id_and_keep_tracebacks_on_one_line() -> None:
+    record = logging.LogRecord("c50k.test", logging.ERROR, __file__, 1, "failed %d", (7,), None)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    token = request_id.set(b"req-7")
+    try:
+        line = formatter("json").format(record)
+    finally:
+        request_id.reset(token)
+    assert "\n" not in line
+    event = json.loads(line)
+    assert event["event"] == "failed 7"
+    assert event["request_id"] == "req-7"
+    assert event["level"] == "error"
+    assert "ValueError: boom" in event["exception"]
