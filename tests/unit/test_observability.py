@@ -4,6 +4,7 @@ request id, the instrumentation wrapper, the dashboard and the scrape config, wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -314,3 +315,44 @@ def test_json_log_lines_carry_the_request_id_and_keep_tracebacks_on_one_line() -
     assert event["request_id"] == "req-7"
     assert event["level"] == "error"
     assert "ValueError: boom" in event["exception"]
+
+
+async def test_shed_requests_are_counted_with_their_route_and_the_shed_counter() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    release = asyncio.Event()
+
+    async def slow(scope: Scope, _receive: Receive, send: Send) -> None:
+        scope[ROUTE_KEY] = "/items/{item_id}"
+        await release.wait()
+        headers: list[tuple[bytes, bytes]] = []
+        answering(scope, 200, headers)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    observer = RequestObserver(metrics=metrics, request_ids=RequestIds(), access_log=False)
+    admission = AdmissionControl(slow, max_in_flight=1, observer=observer)
+    metrics.add_sampler(lambda: metrics.publish_delta(metrics.http_shed, ("shed",), admission.shed))
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    def scope() -> Scope:
+        return {"type": "http", "method": "GET", "path": "/items/1", "headers": []}
+
+    held = asyncio.ensure_future(admission(scope(), receive, send))
+    await asyncio.sleep(0)  # The first request is in flight now.
+    await admission(scope(), receive, send)  # Over the limit: shed.
+    release.set()
+    await held
+    metrics.flush()
+    labels = {"method": "GET", "route": UNMATCHED_ROUTE}
+    assert registry.get_sample_value("c50k_http_requests_total", labels | {"status": "503"}) == 1
+    routed = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
+    assert registry.get_sample_value("c50k_http_requests_total", routed) == 1
+    assert registry.get_sample_value("c50k_http_requests_shed_total", {}) == 1
+    assert all(b"x-request-id" in dict(m["headers"]) for m in sent if "headers" in m)
