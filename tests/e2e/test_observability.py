@@ -165,7 +165,13 @@ def test_workers_restarted_by_max_requests_lose_and_double_nothing(
     port = free_port()
     # With SO_REUSEPORT every worker has a listening socket of its own, and while the two
     # restart at once nothing listens (connection refused): the master's shared socket here.
-    env = metrics_env(port, C50K_SERVER_MAX_REQUESTS="12", C50K_SERVER_REUSE_PORT="false")
+    directory = tmp_path / "metrics"
+    env = metrics_env(
+        port,
+        C50K_SERVER_MAX_REQUESTS="12",
+        C50K_SERVER_REUSE_PORT="false",
+        C50K_METRICS_MULTIPROC_DIR=str(directory),
+    )
     service = start_service(tmp_path, upstream.template, env, workers=2)
     try:
 
@@ -180,6 +186,16 @@ def test_workers_restarted_by_max_requests_lose_and_double_nothing(
 
         assert_counted_exactly(service, port, rounds=15, settle=a_worker_restarted)
         assert "Maximum request limit" in service.process.log_path.read_text()
+
+        # child_exit marked the stopped worker dead: its live gauges are gone, its counters
+        # stay (they hold the requests it answered).
+        def pids(prefix: str) -> set[int]:
+            return {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob(f"{prefix}_*.db")}
+
+        live = pids("gauge_livesum")
+        assert live, sorted(p.name for p in directory.iterdir())
+        assert all(Path(f"/proc/{pid}").exists() for pid in live)
+        assert any(not Path(f"/proc/{pid}").exists() for pid in pids("counter"))
     finally:
         assert service.process.stop() == 0, service.process.log_tail()
 
