@@ -135,7 +135,11 @@ def bench(
         int, typer.Option(min=1, max=254, help="Loopback addresses to spread load over.")
     ] = 4,
     targets: Annotated[
-        str, typer.Option(help="Comma-separated: c50k, naive, straightforward, ceiling.")
+        str,
+        typer.Option(
+            help="Comma-separated: c50k, naive, straightforward, ceiling "
+            "(and c50k-bare, c50k-access-log: c50k with observability off, with an access log)."
+        ),
     ] = "c50k,naive,straightforward,ceiling",
     connections: Annotated[
         int | None,

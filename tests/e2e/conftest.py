@@ -70,6 +70,8 @@ def start_service(
         **os.environ,
         "C50K_STORE_SQLITE_PATH": str(tmp / f"items-{port}.sqlite3"),
         "C50K_SERVER_DRAIN_SECONDS": "0",
+        # Each service's metrics exporter on a port of its own (the default is shared).
+        "C50K_METRICS_PORT": str(free_port()),
         **({"C50K_UPSTREAM_URL": upstream_template} if upstream_template else {}),
         **(env or {}),
     }
@@ -82,6 +84,13 @@ def start_service(
     url = f"http://127.0.0.1:{port}"
     _wait_or_stop(process, f"{url}/ready")
     return Service(url, process)
+
+
+def scrape_metrics(port: int) -> str:
+    """The text of a service's metrics exporter (C50K_METRICS_PORT)."""
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0)
+    response.raise_for_status()
+    return response.text
 
 
 def _wait_or_stop(process: ManagedProcess, url: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Upstream, start_service
+from c50k.stack.process import free_port
+from tests.e2e.conftest import Upstream, scrape_metrics, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -19,10 +21,16 @@ def test_connections_beyond_the_budget_get_503_and_service_recovers(
     tmp_path: Path, upstream: Upstream
 ) -> None:
     upstream.control(latency_ms=800)
+    metrics_port = free_port()
     service = start_service(
         tmp_path,
         upstream.template,
-        {"C50K_SERVER_MAX_CONNECTIONS_PER_WORKER": str(BUDGET), "C50K_CACHE_ENABLED": "false"},
+        {
+            "C50K_SERVER_MAX_CONNECTIONS_PER_WORKER": str(BUDGET),
+            "C50K_CACHE_ENABLED": "false",
+            "C50K_METRICS_PORT": str(metrics_port),
+            "C50K_METRICS_FLUSH_INTERVAL_SECONDS": "0.2",
+        },
         workers=1,
     )
     try:
@@ -48,6 +56,13 @@ def test_connections_beyond_the_budget_get_503_and_service_recovers(
         after = httpx.get(f"{service.url}/items/1", timeout=10)
         assert after.status_code == 200
         assert after.headers["x-items-complete"] == "true"
+
+        # uvicorn answers these itself, before the app: the worker counts them all the same.
+        line = f"c50k_http_connections_refused_total {float(len(refused))}"
+        deadline = time.monotonic() + 10
+        while line not in (text := scrape_metrics(metrics_port)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert line in text.splitlines(), text
     finally:
         upstream.control(latency_ms=0)
         service.process.stop()

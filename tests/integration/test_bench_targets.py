@@ -74,10 +74,11 @@ def control(upstream: Target, **changes: object) -> None:
     httpx.put(f"{upstream.base_url}/control", json=changes).raise_for_status()
 
 
-def assert_one_master_and_its_workers(target: Target, workers: int) -> None:
+def assert_one_master_and_its_workers(target: Target, workers: int, helpers: int = 0) -> None:
+    """`helpers`: other children of the master (c50k's metrics exporter)."""
     pids = target.server_pids()
     assert pids[0] == target.processes[0].pid
-    assert len(pids) == 1 + workers, pids
+    assert len(pids) == 1 + workers + helpers, pids
     for pid in pids:
         assert Path(f"/proc/{pid}").exists()
 
@@ -179,10 +180,11 @@ def test_c50k_serves_on_every_address(upstream: Target, tmp_path: Path) -> None:
         "C50K_STORE_BACKEND": "memory",
         "C50K_CACHE_ENABLED": "false",
         "C50K_SERVER_DRAIN_SECONDS": "0",
+        "C50K_METRICS_PORT": str(free_port()),
     }
     target = start_c50k(tmp_path, free_port(), ADDRESSES, workers=2, env=env)
     try:
-        assert_one_master_and_its_workers(target, workers=2)
+        assert_one_master_and_its_workers(target, workers=2, helpers=1)
         for url in target.urls():
             assert get_json(f"{url}/items/1") == AGGREGATE_1
     finally:

@@ -4,8 +4,13 @@ request id, the instrumentation wrapper, the dashboard and the scrape config, wi
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -13,8 +18,16 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from c50k.api.admission import AdmissionControl
 from c50k.observability.dashboard import dashboard, metric_names, render
-from c50k.observability.instrumentation import ROUTE_KEY, Instrumentation, route_of
+from c50k.observability.instrumentation import (
+    ROUTE_KEY,
+    RecordAnswers,
+    RequestObserver,
+    answering,
+    route_of,
+)
+from c50k.observability.logs import formatter
 from c50k.observability.metrics import (
     LATENCY_BUCKETS,
     UNMATCHED_ROUTE,
@@ -24,9 +37,11 @@ from c50k.observability.metrics import (
     PendingHistogram,
     PoolStats,
 )
+from c50k.observability.multiprocess import ENV, MetricsHooks
 from c50k.observability.prometheus_config import parse_instances, render_scrape_config
 from c50k.observability.requestid import RequestIds, request_id, sane_request_id
 from c50k.observability.tracing import tracing_requested
+from c50k.settings import MetricsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = [0.0, 0.0001, 0.00025, 0.0003, 0.001, 0.004, 0.02, 0.7, 3.0, 10.0, 42.0]
@@ -154,18 +169,25 @@ def test_tracing_is_on_only_when_otel_variables_ask(environ: dict[str, str], on:
     assert tracing_requested(environ) is on
 
 
-SHED_HEADERS = [(b"content-type", b"application/json")]
+CONSTANT_HEADERS = [(b"content-type", b"application/json")]
 
 
-def app_answering(status: int, route: str | None) -> ASGIApp:
+def app_answering(status: int, route: str | None, *, through_fastapi: bool) -> ASGIApp:
+    """An app that answers like the fast path (answering() itself) or like FastAPI (a plain
+    send, with a module-level header list, under RecordAnswers)."""
+
     async def inner(scope: Scope, _receive: Receive, send: Send) -> None:
         if route is not None:
             scope[ROUTE_KEY] = route
         assert request_id.get() is not None
-        await send({"type": "http.response.start", "status": status, "headers": SHED_HEADERS})
+        headers = CONSTANT_HEADERS
+        if not through_fastapi:
+            headers = list(CONSTANT_HEADERS)
+            answering(scope, status, headers)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    return inner
+    return RecordAnswers(inner) if through_fastapi else inner
 
 
 async def test_instrumentation_counts_labels_and_returns_the_request_id() -> None:
@@ -179,19 +201,44 @@ async def test_instrumentation_counts_labels_and_returns_the_request_id() -> Non
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    for status, route, method in [(503, "/items/{item_id}", "GET"), (404, None, "BREW")]:
-        inner = app_answering(status, route)
-        wrapped = Instrumentation(inner, metrics=metrics, request_ids=RequestIds(), access_log=True)
+    cases = [(503, "/items/{item_id}", "GET", False), (404, None, "BREW", True)]
+    for status, route, method, through_fastapi in cases:
+        inner = app_answering(status, route, through_fastapi=through_fastapi)
+        observer = RequestObserver(metrics=metrics, request_ids=RequestIds(), access_log=True)
+        wrapped = AdmissionControl(inner, max_in_flight=0, observer=observer)
         scope = {"type": "http", "method": method, "path": "/x", "headers": []}
         await wrapped(scope, receive, send)
     metrics.flush()
-    assert SHED_HEADERS == [(b"content-type", b"application/json")]  # Constants untouched.
+    assert CONSTANT_HEADERS == [(b"content-type", b"application/json")]  # Untouched.
     starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 2
     assert all(dict(m["headers"])[b"x-request-id"] for m in starts)
     get = {"method": "GET", "route": "/items/{item_id}", "status": "503"}
     other = {"method": "other", "route": UNMATCHED_ROUTE, "status": "404"}
     assert registry.get_sample_value("c50k_http_requests_total", get) == 1
     assert registry.get_sample_value("c50k_http_requests_total", other) == 1
+
+
+async def test_a_request_that_fails_before_answering_counts_as_500() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+
+    async def failing(_scope: Scope, _receive: Receive, _send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    async def unused() -> Message:
+        raise AssertionError
+
+    async def ignore(_message: Message) -> None:
+        raise AssertionError
+
+    observer = RequestObserver(metrics=metrics, request_ids=None, access_log=False)
+    wrapped = AdmissionControl(failing, max_in_flight=0, observer=observer)
+    with pytest.raises(RuntimeError):
+        await wrapped({"type": "http", "method": "GET", "path": "/", "headers": []}, unused, ignore)
+    metrics.flush()
+    labels = {"method": "GET", "route": UNMATCHED_ROUTE, "status": "500"}
+    assert registry.get_sample_value("c50k_http_requests_total", labels) == 1
 
 
 def test_route_of_prefers_the_template() -> None:
@@ -223,3 +270,89 @@ def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
         [promtool, "check", "config", str(path)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_configured_metrics_directory_loses_only_the_last_runs_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_123.db").write_bytes(b"old counts")
+    (directory / "README").write_text("not ours")
+    hooks = MetricsHooks(MetricsSettings(multiproc_dir=directory))
+    hooks.on_starting(None)
+    assert os.environ[ENV] == str(directory.resolve())
+    assert sorted(p.name for p in directory.iterdir()) == ["README"]
+    hooks.on_exit(None)  # No exporter started; a configured directory stays.
+    assert directory.exists()
+
+
+def test_a_temporary_metrics_directory_is_removed_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    hooks = MetricsHooks(MetricsSettings())
+    hooks.on_starting(None)
+    assert hooks.directory is not None
+    assert os.environ[ENV] == str(hooks.directory)
+    hooks.on_exit(None)
+    assert not hooks.directory.exists()
+
+
+def test_json_log_lines_carry_the_request_id_and_keep_tracebacks_on_one_line() -> None:
+    record = logging.LogRecord("c50k.test", logging.ERROR, __file__, 1, "failed %d", (7,), None)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    token = request_id.set(b"req-7")
+    try:
+        line = formatter("json").format(record)
+    finally:
+        request_id.reset(token)
+    assert "\n" not in line
+    event = json.loads(line)
+    assert event["event"] == "failed 7"
+    assert event["request_id"] == "req-7"
+    assert event["level"] == "error"
+    assert "ValueError: boom" in event["exception"]
+
+
+async def test_shed_requests_are_counted_with_their_route_and_the_shed_counter() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    release = asyncio.Event()
+
+    async def slow(scope: Scope, _receive: Receive, send: Send) -> None:
+        scope[ROUTE_KEY] = "/items/{item_id}"
+        await release.wait()
+        headers: list[tuple[bytes, bytes]] = []
+        answering(scope, 200, headers)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    observer = RequestObserver(metrics=metrics, request_ids=RequestIds(), access_log=False)
+    admission = AdmissionControl(slow, max_in_flight=1, observer=observer)
+    metrics.add_sampler(lambda: metrics.publish_delta(metrics.http_shed, ("shed",), admission.shed))
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    def scope() -> Scope:
+        return {"type": "http", "method": "GET", "path": "/items/1", "headers": []}
+
+    held = asyncio.ensure_future(admission(scope(), receive, send))
+    await asyncio.sleep(0)  # The first request is in flight now.
+    await admission(scope(), receive, send)  # Over the limit: shed.
+    release.set()
+    await held
+    metrics.flush()
+    labels = {"method": "GET", "route": UNMATCHED_ROUTE}
+    assert registry.get_sample_value("c50k_http_requests_total", labels | {"status": "503"}) == 1
+    routed = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
+    assert registry.get_sample_value("c50k_http_requests_total", routed) == 1
+    assert registry.get_sample_value("c50k_http_requests_shed_total", {}) == 1
+    assert all(b"x-request-id" in dict(m["headers"]) for m in sent if "headers" in m)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from c50k.observability.instrumentation import RequestObserver, answering
+
 SHED_BODY = b'{"detail":"Service overloaded, retry later"}'
 SHED_HEADERS = [
     (b"content-type", b"application/json"),
@@ -22,23 +24,42 @@ EXEMPT_PATHS = frozenset({"/health", "/ready"})
 
 
 class AdmissionControl:
-    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_in_flight: int, observer: RequestObserver | None = None
+    ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.shed = 0
+        # Outermost, so it also sees every request begin and end (request id, metrics).
+        self.observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.max_in_flight and self.in_flight >= self.max_in_flight:
-            self.shed += 1
-            await send({"type": "http.response.start", "status": 503, "headers": SHED_HEADERS})
-            await send({"type": "http.response.body", "body": SHED_BODY})
-            return
-        self.in_flight += 1
+        # One frame for admission and observation: another ASGI layer around this one cost a
+        # coroutine per request on the hottest route.
+        observer = self.observer
+        started = observer.begin(scope) if observer is not None else 0.0
         try:
-            await self.app(scope, receive, send)
+            if scope["path"] in EXEMPT_PATHS:
+                await self.app(scope, receive, send)
+            elif self.max_in_flight and self.in_flight >= self.max_in_flight:
+                await self._shed(scope, send)
+            else:
+                self.in_flight += 1
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    self.in_flight -= 1
         finally:
-            self.in_flight -= 1
+            if observer is not None:
+                observer.end(scope, started)
+
+    async def _shed(self, scope: Scope, send: Send) -> None:
+        self.shed += 1
+        headers = list(SHED_HEADERS)
+        answering(scope, 503, headers)
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": SHED_BODY})

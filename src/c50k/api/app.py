@@ -27,7 +27,7 @@ from c50k.cache.shared import RedisLayer
 from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
 from c50k.items.sources import Reads, SourceChain, Upstream
-from c50k.observability.instrumentation import Instrumentation
+from c50k.observability.instrumentation import RecordAnswers, RequestObserver
 from c50k.observability.metrics import Metrics, ReplicatedStore
 from c50k.observability.refusals import Refusals
 from c50k.observability.requestid import RequestIds
@@ -235,19 +235,18 @@ class C50kApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        fast = ItemsFastPath(inner, state=self.state, lifecycle=self._lifecycle)
-        admission = AdmissionControl(fast, max_in_flight=self._max_in_flight)
         seen = self._observability
+        observer = None
+        if seen.per_request:
+            inner = RecordAnswers(inner)
+            observer = RequestObserver(
+                metrics=seen.metrics, request_ids=seen.request_ids, access_log=seen.access_log
+            )
+        fast = ItemsFastPath(inner, state=self.state, lifecycle=self._lifecycle)
+        admission = AdmissionControl(fast, self._max_in_flight, observer)
         if seen.metrics is not None:
             _sample_admission(seen.metrics, admission)
-        if not seen.per_request:
-            return admission
-        return Instrumentation(
-            admission,
-            metrics=seen.metrics,
-            request_ids=seen.request_ids,
-            access_log=seen.access_log,
-        )
+        return admission
 
 
 def _sample_admission(metrics: Metrics, admission: AdmissionControl) -> None:

@@ -16,7 +16,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from c50k.items.service import Aggregate
-from c50k.observability.instrumentation import ROUTE_KEY
+from c50k.observability.instrumentation import ROUTE_KEY, answering
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import MAX_ITEM_ID
 from c50k.store import consistency
@@ -71,7 +71,7 @@ class ItemsFastPath:
             # aggregate() turns every failure of a side into an error object; reaching this is
             # a bug. Answer like the rest of the app (JSON, no details) and log the traceback.
             logger.exception("GET /items/%d failed", item_id)
-            await _send(send, 500, INTERNAL_ERROR, [])
+            await _send(scope, send, 500, INTERNAL_ERROR, [])
             return
         body, complete = aggregate_answer(aggregate)
         headers = [(b"x-items-complete", complete.encode())]
@@ -79,14 +79,17 @@ class ItemsFastPath:
             headers.append((b"x-items-stale", aggregate.stale.encode()))
         if self.lifecycle.draining:
             headers.append((b"connection", b"close"))
-        await _send(send, 200, body, headers)
+        await _send(scope, send, 200, body, headers)
 
 
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def _send(
+    scope: Scope, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         *headers,
     ]
+    answering(scope, status, headers)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -23,6 +23,18 @@ from c50k.stack.process import free_port
 
 BASELINES = ("naive", "straightforward", "ceiling")
 ALL_TARGETS = ("c50k", *BASELINES)
+# c50k with other settings, for side-by-side costs in one run (not in the default targets):
+# `c50k bench hot --targets c50k,c50k-bare,c50k-access-log` measures what observability costs.
+VARIANTS: dict[str, dict[str, str]] = {
+    # Metrics, request ids and the access log all off (logs stay JSON, but a request writes none).
+    "c50k-bare": {
+        "C50K_METRICS_ENABLED": "false",
+        "C50K_LOG_REQUEST_ID": "false",
+        "C50K_SERVER_ACCESS_LOG": "false",
+    },
+    # The defaults plus one JSON access line per request.
+    "c50k-access-log": {"C50K_SERVER_ACCESS_LOG": "true", "C50K_LOG_LEVEL": "info"},
+}
 
 
 def hot_paths(count: int = 100, first: int = 1) -> list[str]:
@@ -61,6 +73,8 @@ def c50k_env(ctx: Context, upstream: Target, **overrides: str) -> dict[str, str]
         # The harness stops targets right after measuring; nothing to drain for.
         "C50K_SERVER_DRAIN_SECONDS": "0",
         "C50K_LOG_LEVEL": "warning",
+        # Its own exporter port: another c50k on this machine may hold the default.
+        "C50K_METRICS_PORT": str(free_port()),
         **overrides,
     }
 
@@ -84,6 +98,10 @@ def start_target(
     workdir = ctx.step_dir(name)
     if name == "c50k":
         return start_c50k(workdir, port, ctx.addresses, workers, env)
+    if name in VARIANTS:
+        target = start_c50k(workdir, port, ctx.addresses, workers, {**env, **VARIANTS[name]})
+        target.name = name
+        return target
     if name == "naive":
         return start_naive(
             workdir,

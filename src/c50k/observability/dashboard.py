@@ -105,6 +105,16 @@ PANELS: list[tuple[str, list[Panel]]] = [
                 ],
             ),
             (
+                "Store reads by shard and the role that answered",
+                "reqps",
+                [("{{shard}} {{role}}", _rate("c50k_store_reads_total", "shard, role"))],
+            ),
+            (
+                "Stale cache answers by reason",
+                "reqps",
+                [("{{reason}}", _rate("c50k_cache_stale_answers_total", "reason"))],
+            ),
+            (
                 "Replication lag",
                 "s",
                 [

@@ -1,8 +1,11 @@
-"""Per-request observability as one pure ASGI wrapper, outermost: around admission control and
-the fast path, so shed requests and fast-path answers are counted like every other.
+"""Per-request observability, begun and ended by admission control (the outermost layer), so
+shed requests and fast-path answers are counted like every other.
 
-Per request it costs a closure, two clock reads and a dict update (plus the request id and
-the access log line when they are on); BENCHMARKS.md has the throughput with it on and off.
+Whoever answers records the status in the scope and adds the scope's extra headers (the
+request id) to its answer: admission control's 503 and the fast path do it themselves, and
+`RecordAnswers` does it for FastAPI by wrapping `send`. Wrapping `send` for every request
+cost two more coroutines per request, a third of this wrapper's cost on the hottest route.
+BENCHMARKS.md has the throughput with observability on and off.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from c50k.observability.metrics import UNMATCHED_ROUTE, Metrics
 from c50k.observability.requestid import HEADER, RequestIds, request_id
 
-# The fast path, which answers before FastAPI's router, names its route here.
+# Scope keys. The fast path, which answers before FastAPI's router, names its route here.
 ROUTE_KEY = "c50k.route"
+STATUS_KEY = "c50k.status"  # The status of the answer, set by whoever sent it.
+HEADERS_KEY = "c50k.headers"  # Headers every answer carries: [(b"x-request-id", ...)].
 # A client can send any method name; only these become label values.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
@@ -32,55 +37,76 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
-class Instrumentation:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics: Metrics | None,
-        request_ids: RequestIds | None,
-        access_log: bool,
-    ) -> None:
+def answering(scope: Scope, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """For code that sends an answer itself: record its status and add the extra headers."""
+    scope[STATUS_KEY] = status
+    extra = scope.get(HEADERS_KEY)
+    if extra:
+        headers.extend(extra)
+
+
+class RecordAnswers:
+    """Around FastAPI's stack: what `answering` does, for every answer it sends."""
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.metrics = metrics
-        self.request_ids = request_ids
-        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid: bytes | None = None
-        if self.request_ids is not None:
-            rid = self.request_ids.of(scope["headers"])
-            request_id.set(rid.decode("ascii"))
-        started = perf_counter()
-        # Unchanged if the app fails before it starts a response: the server then answers 500.
-        status = 500
 
-        async def send_observed(message: Message) -> None:
-            nonlocal status
+        async def send_recorded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
-                if rid is not None:
-                    # A new list: some senders pass a module-level constant.
-                    message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
+                # A new list: some senders pass a module-level constant.
+                headers = list(message.get("headers", ()))
+                answering(scope, message["status"], headers)
+                message["headers"] = headers
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_observed)
-        finally:
-            elapsed = perf_counter() - started
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            route = route_of(scope)
-            if self.metrics is not None:
-                self.metrics.requests.observe((method, route, str(status)), elapsed)
-            if self.access_log:
-                access_logger.info(
-                    "request",
-                    method=method,
-                    path=scope["path"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 3),
-                )
+        await self.app(scope, receive, send_recorded)
+
+
+class RequestObserver:
+    """The request id, the request's metrics and its access line. Admission control, the
+    outermost layer, calls `begin` and `end` around every HTTP request: calls, not another
+    ASGI layer, which cost a coroutine and a frame per request."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics | None,
+        request_ids: RequestIds | None,
+        access_log: bool,
+    ) -> None:
+        self.metrics = metrics
+        self.request_ids = request_ids
+        self.access_log = access_log
+
+    def begin(self, scope: Scope) -> float:
+        request_ids = self.request_ids
+        if request_ids is not None:
+            rid = request_ids.of(scope["headers"])
+            scope[HEADERS_KEY] = [(HEADER, rid)]
+            request_id.set(rid)
+        return perf_counter()
+
+    def end(self, scope: Scope, started: float) -> None:
+        elapsed = perf_counter() - started
+        # 500 when nothing answered: the app failed before it started a response, and the
+        # server answers 500.
+        status: int = scope.get(STATUS_KEY, 500)
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        route = route_of(scope)
+        if self.metrics is not None:
+            # The status stays an int here; the flush writes label values.
+            self.metrics.requests.observe((method, route, status), elapsed)
+        if self.access_log:
+            access_logger.info(
+                "request",
+                method=method,
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+            )

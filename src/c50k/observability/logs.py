@@ -23,7 +23,7 @@ LogFormat = Literal["json", "console"]
 def add_request_id(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     rid = request_id.get()
     if rid is not None:
-        event.setdefault("request_id", rid)
+        event.setdefault("request_id", rid.decode("ascii"))
     return event
 
 

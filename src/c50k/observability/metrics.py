@@ -105,9 +105,10 @@ class PendingHistogram:
         self._histogram = histogram
         self._counter = counter
         self._bounds = bounds
-        self._pending: dict[tuple[str, ...], _Observations] = {}
+        self._pending: dict[tuple[object, ...], _Observations] = {}
 
-    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+    def observe(self, labels: tuple[object, ...], seconds: float) -> None:
+        """`labels`: values in the metric's label order; str() is applied at the flush."""
         pending = self._pending.get(labels)
         if pending is None:
             pending = self._pending[labels] = _Observations(len(self._bounds) + 1)
@@ -118,7 +119,8 @@ class PendingHistogram:
 
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for labels, seen in pending.items():
+        for key, seen in pending.items():
+            labels = [str(value) for value in key]
             child = self._histogram.labels(*labels)
             # prometheus_client has no public "add n observations to bucket i"; its child keeps
             # one value per bucket (not cumulative) and one for the sum. A unit test checks
@@ -193,18 +195,17 @@ class Metrics:
         self.cache_stale = Counter(
             "c50k_cache_stale_answers", "Old values served, by reason.", ["reason"], registry=r
         )
-        self.pool_size = Gauge(
-            "c50k_store_pool_size", "Connections a store pool keeps.", pool,
-            multiprocess_mode="livesum", registry=r,
-        )  # fmt: skip
-        self.pool_checked_out = Gauge(
-            "c50k_store_pool_checked_out", "Store connections in use.", pool,
-            multiprocess_mode="livesum", registry=r,
-        )  # fmt: skip
-        self.pool_overflow = Gauge(
-            "c50k_store_pool_overflow", "Store connections beyond the pool size.", pool,
-            multiprocess_mode="livesum", registry=r,
-        )  # fmt: skip
+
+        def pool_gauge(name: str, documentation: str) -> Gauge:
+            return Gauge(name, documentation, pool, multiprocess_mode="livesum", registry=r)
+
+        self.pool_size = pool_gauge("c50k_store_pool_size", "Connections a store pool keeps.")
+        self.pool_checked_out = pool_gauge(
+            "c50k_store_pool_checked_out", "Store connections in use."
+        )
+        self.pool_overflow = pool_gauge(
+            "c50k_store_pool_overflow", "Store connections beyond the pool size."
+        )
         self.pool_wait = Histogram(
             "c50k_store_pool_wait_seconds", "Time to check a connection out of a pool.", pool,
             buckets=LATENCY_BUCKETS, registry=r,

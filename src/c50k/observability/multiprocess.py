@@ -36,8 +36,9 @@ def wipe(directory: Path) -> None:
 class MetricsHooks:
     """gunicorn's on_starting, when_ready, child_exit and on_exit for the metrics."""
 
-    def __init__(self, settings: MetricsSettings) -> None:
+    def __init__(self, settings: MetricsSettings, log_format: str = "json") -> None:
         self.settings = settings
+        self.log_format = log_format
         self.directory: Path | None = None
         self._temporary = False
         self._exporter: subprocess.Popen[bytes] | None = None
@@ -65,7 +66,9 @@ class MetricsHooks:
         if self.directory is None:
             return
         argv = [sys.executable, "-m", "c50k.observability.exporter"]
-        argv += [self.settings.host, str(self.settings.port), str(self.directory), str(os.getpid())]
+        argv += [self.settings.host, str(self.settings.port), str(self.directory)]
+        argv += [str(os.getpid()), self.log_format]
+        argv += ["--owns-directory"] if self._temporary else []
         # A failing exporter (port taken) logs its error and exits; serving goes on.
         self._exporter = subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 -- our own module.
         server.log.info(

@@ -43,7 +43,11 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "proc_name": "c50k",
         # gunicorn 24+ opens a control socket in $HOME; several instances would share one path.
         "control_socket_disable": True,
-        **(MetricsHooks(settings.metrics).options() if settings.metrics.enabled else {}),
+        **(
+            MetricsHooks(settings.metrics, settings.log.format).options()
+            if settings.metrics.enabled
+            else {}
+        ),
     }
 
 

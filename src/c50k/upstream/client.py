@@ -111,7 +111,7 @@ class UpstreamClient:
         request = client.get(url)
         rid = request_id.get()
         if rid is not None:
-            request = request.header("X-Request-ID", rid)
+            request = request.header("X-Request-ID", rid.decode("ascii"))
         if self._trace_headers is not None:
             for name, value in self._trace_headers().items():
                 request = request.header(name, value)
