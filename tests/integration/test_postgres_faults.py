@@ -171,10 +171,17 @@ async def test_replica_down_moves_its_reads_with_no_failed_request(
         assert (await put(client, item_id, 1)).status_code == 200
     store = store_of(app)
 
-    async def both_healthy() -> bool:
-        return sum(r.health.healthy for r in store.replicas()) == 2
+    def replica_reads() -> int:
+        return sum(n for (_shard, role), n in store.stats.reads.items() if role == "replica")
 
-    await until(both_healthy, "both replicas healthy")
+    async def both_replicas_serve() -> bool:
+        # Healthy, and caught up with this worker's writes: reads of them go to replicas.
+        healthy = sum(r.health.healthy for r in store.replicas()) == 2
+        before = replica_reads()
+        assert (await client.get("/items/1")).status_code == 200
+        return healthy and replica_reads() > before
+
+    await until(both_replicas_serve, "both replicas healthy and serving reads")
     statuses: Counter[int] = Counter()
     complete: Counter[str] = Counter()
 
@@ -190,7 +197,6 @@ async def test_replica_down_moves_its_reads_with_no_failed_request(
     await load
     assert statuses == {200: 480}
     assert complete == {"true": 480}
-    assert sum(n for (_shard, role), n in store.stats.reads.items() if role == "replica") > 0
 
 
 async def test_a_lagging_replica_never_hides_the_clients_own_write(
