@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from c50k import __version__
+from c50k.render.commands import render_app
 from c50k.settings import Settings, configuration_table
 from c50k.stack.commands import stack_app
 
@@ -175,6 +176,7 @@ def bench(
 
 
 app.add_typer(stack_app, name="stack")
+app.add_typer(render_app, name="render")
 
 config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
 app.add_typer(config_app, name="config")

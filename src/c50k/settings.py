@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from c50k.render.inventory import Instance, format_instances, parse_instances
+
 # Files a worker keeps for itself beyond client connections: listening socket, logs, the
 # store's files, the event loop's own descriptors, and connections that are being refused.
 RESERVED_FILES_PER_WORKER = 256
@@ -92,7 +94,9 @@ class ServerSettings(BaseModel):
     )
     # Never "*": uvicorn would believe the leftmost X-Forwarded-For, which the client writes.
     forwarded_allow_ips: str = Field(
-        default="127.0.0.1", description="Proxies whose X-Forwarded-For is believed."
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For is believed: the load balancers' addresses "
+        '(never "*").',
     )
 
     @field_validator("host")
@@ -102,6 +106,16 @@ class ServerSettings(BaseModel):
         if not all(addresses):
             raise ValueError("host must be one address or a comma-separated list of them")
         return ",".join(addresses)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_named(cls, value: str) -> str:
+        if "*" in value:
+            raise ValueError(
+                'forwarded_allow_ips must name the load balancers, never "*": the client '
+                "writes X-Forwarded-For"
+            )
+        return value
 
     @property
     def binds(self) -> list[str]:
@@ -242,6 +256,84 @@ class RequestSettings(BaseModel):
     page_limit_max: int = Field(default=1000, ge=1, description="Largest GET /items page.")
 
 
+class LbSettings(BaseModel):
+    """The edge tier: which app instances the load balancer spreads over, and how it guards
+    them. `c50k render haproxy|nginx` and `c50k stack up --lb` read this group."""
+
+    instances: str = Field(
+        default="127.0.0.1:8000",
+        description="App instances behind the load balancer: host:port[@weight], comma-separated "
+        "(weight 1..256, default 100).",
+    )
+    algorithm: Literal["leastconn", "roundrobin"] = Field(
+        default="leastconn", description="How HAProxy and nginx pick an instance."
+    )
+    host: str = Field(
+        default="127.0.0.1", description="Address the load balancer listens on (faces clients)."
+    )
+    port: int = Field(
+        default=8080, ge=1, le=65535, description="Port the load balancer listens on."
+    )
+    connections: int = Field(
+        default=50_000,
+        ge=1,
+        description="Client connections the load balancer holds; sizes maxconn and nginx workers.",
+    )
+    # The reference machine's hard limit. A proxied connection holds two files (client and
+    # instance), so one process holds about half this many clients.
+    nofile: int = Field(
+        default=20_000, ge=1024, description="Open-file limit of one load-balancer process."
+    )
+    maxconn_per_server: int = Field(
+        default=1000,
+        ge=1,
+        description="Requests HAProxy has in flight on one instance; more wait in its queue.",
+    )
+    queue_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A request queued this long gets 503 from HAProxy."
+    )
+    connect_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="To connect to an instance (then retry another)."
+    )
+    # Above the request deadline (3 s): an instance slower than this is presumed hung.
+    server_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="An instance's answer may take this long."
+    )
+    # Below the app's keep-alive (75 s), so the balancer, not the app, closes idle connections.
+    client_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Idle client and instance connections close after this."
+    )
+    request_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A client must send its request head (and nginx: each body read) within "
+        "this; slow clients are cut off.",
+    )
+    max_header_bytes: int = Field(
+        default=8192,
+        ge=1024,
+        description="Largest request line, and largest header block; more is refused with 4xx.",
+    )
+    check_interval_seconds: float = Field(
+        default=1.0, gt=0, description="HAProxy checks GET /ready this often (fall 2, rise 2)."
+    )
+    microcache: bool = Field(
+        default=False, description="nginx caches 200 answers of GET /items/{id} briefly."
+    )
+    microcache_seconds: float = Field(
+        default=1.0, gt=0, description="How long the nginx micro-cache keeps an answer."
+    )
+
+    @field_validator("instances")
+    @classmethod
+    def _inventory_parses(cls, value: str) -> str:
+        return format_instances(parse_instances(value))
+
+    @property
+    def inventory(self) -> list[Instance]:
+        return parse_instances(self.instances)
+
+
 class LogSettings(BaseModel):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of gunicorn, uvicorn and c50k."
@@ -269,6 +361,9 @@ class Settings(BaseSettings):
         default_factory=RequestSettings, description="Limits of one request"
     )
     log: LogSettings = Field(default_factory=LogSettings, description="Logging")
+    lb: LbSettings = Field(
+        default_factory=LbSettings, description="The load balancer and its app instances"
+    )
 
     @classmethod
     def settings_customise_sources(
