@@ -72,11 +72,15 @@ Tier = Callable[[Launch], None]
 
 
 def _tiers(plan: StackPlan) -> list[Tier]:
-    from c50k.stack import postgres  # noqa: PLC0415 -- each tier loads only when used.
+    from c50k.stack import apps, balancer, postgres  # noqa: PLC0415 -- loaded when used.
 
     tiers: list[Tier] = []
     if plan.shards > 0:
         tiers.append(postgres.start_tier)
+    if plan.app_instances > 0:
+        tiers.append(apps.start_tier)
+    if plan.lb is not None:
+        tiers.append(balancer.start_tier)
     return tiers
 
 
