@@ -72,5 +72,6 @@ def start_tier(launch: Launch) -> None:
             process.stop()
             raise
         launch.state.add(record)
+        process.detach()
         addresses.append(record.address)
     launch.group("lb")["instances"] = ",".join(addresses)

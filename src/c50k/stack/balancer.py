@@ -61,6 +61,7 @@ def start_balancer(kind: Balancer, settings: Settings, runtime_dir: Path) -> Ser
     except BaseException:
         process.stop()
         raise
+    process.detach()
     return ServiceRecord(
         name=kind,
         kind=kind,

@@ -162,6 +162,12 @@ class ManagedProcess:
                 self._popen.wait(timeout)
         return self._popen.returncode
 
+    def detach(self) -> None:
+        """Let the process outlive this object: a stack daemon that a later command stops by
+        its recorded PID (stop_pid). Popen would warn when collected with its child running."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.returncode = 0
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
