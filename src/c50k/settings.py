@@ -39,6 +39,14 @@ def connection_budget_for(nofile: int, upstream_connections: int) -> int:
     return max(1, nofile - upstream_connections - RESERVED_FILES_PER_WORKER)
 
 
+def address_list(value: str) -> str:
+    """One address, or several comma-separated: normalised, none empty."""
+    addresses = [a.strip() for a in value.split(",")]
+    if not all(addresses):
+        raise ValueError("host must be one address or a comma-separated list of them")
+    return ",".join(addresses)
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -102,10 +110,7 @@ class ServerSettings(BaseModel):
     @field_validator("host")
     @classmethod
     def _addresses_listed(cls, value: str) -> str:
-        addresses = [a.strip() for a in value.split(",")]
-        if not all(addresses):
-            raise ValueError("host must be one address or a comma-separated list of them")
-        return ",".join(addresses)
+        return address_list(value)
 
     @field_validator("forwarded_allow_ips")
     @classmethod
@@ -269,7 +274,9 @@ class LbSettings(BaseModel):
         default="leastconn", description="How HAProxy and nginx pick an instance."
     )
     host: str = Field(
-        default="127.0.0.1", description="Address the load balancer listens on (faces clients)."
+        default="127.0.0.1",
+        description="Address the load balancer listens on (faces clients); several, "
+        "comma-separated.",
     )
     port: int = Field(
         default=8080, ge=1, le=65535, description="Port the load balancer listens on."
@@ -323,6 +330,17 @@ class LbSettings(BaseModel):
     microcache_seconds: float = Field(
         default=1.0, gt=0, description="How long the nginx micro-cache keeps an answer."
     )
+
+    @field_validator("host")
+    @classmethod
+    def _addresses_listed(cls, value: str) -> str:
+        return address_list(value)
+
+    @property
+    def binds(self) -> list[str]:
+        return [
+            f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in self.host.split(",")
+        ]
 
     @field_validator("instances")
     @classmethod

@@ -28,6 +28,8 @@ TEMPLATES: dict[Kind, str] = {
 }
 # Files a load-balancer process keeps beyond its connections: listeners, logs, sockets.
 LB_RESERVED_FILES = 64
+# reuseport hashes connections over nginx's workers unevenly: room for a quarter more.
+NGINX_SPREAD_HEADROOM = 1.25
 # HAProxy keeps this much of each buffer for rewriting headers (its default).
 HAPROXY_MAXREWRITE = 1024
 
@@ -113,7 +115,7 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
     common: dict[str, Any] = {
         "lb": lb,
         "instances": lb.inventory,
-        "bind": f"[{lb.host}]:{lb.port}" if ":" in lb.host else f"{lb.host}:{lb.port}",
+        "binds": lb.binds,
         "runtime_dir": placement.runtime_dir,
         "source": placement.source,
         # The balancer refuses what the app would refuse anyway (413), before it travels.
@@ -133,7 +135,9 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "user": placement.user,
             "error_log": placement.error_log,
             "worker_connections": worker_connections,
-            "workers": max(1, math.ceil(2 * lb.connections / worker_connections)),
+            "workers": max(
+                1, math.ceil(2 * lb.connections * NGINX_SPREAD_HEADROOM / worker_connections)
+            ),
             "upstream_keepalive": max(16, min(1024, lb.maxconn_per_server)),
         }
     if kind == "gunicorn":

@@ -48,32 +48,38 @@ def argv(kind: Balancer, config: Path) -> list[str]:
             "-g", "daemon off;"]  # fmt: skip
 
 
-def start_balancer(kind: Balancer, settings: Settings, runtime_dir: Path) -> ServiceRecord:
+def launch_balancer(kind: Balancer, settings: Settings, runtime_dir: Path) -> ManagedProcess:
+    """Render the configuration into `runtime_dir`, start the binary, wait until it forwards
+    GET /health on every address it listens on."""
     runtime_dir.mkdir(parents=True, exist_ok=True)
     config = runtime_dir / CONFIG_FILES[kind]
     config.write_text(render(kind, settings, placement(runtime_dir)))
     process = ManagedProcess(kind, argv(kind, config), runtime_dir / f"{kind}.log").start()
-    lb = settings.lb
+    urls = [f"http://{bind}/health" for bind in settings.lb.binds]
     try:
-        process.wait_until(
-            lambda: http_ok(f"http://{lb.host}:{lb.port}/health"), READY_TIMEOUT, "forwarding"
-        )
+        process.wait_until(lambda: all(http_ok(u) for u in urls), READY_TIMEOUT, "forwarding")
     except BaseException:
         process.stop()
         raise
+    return process
+
+
+def start_balancer(kind: Balancer, settings: Settings, runtime_dir: Path) -> ServiceRecord:
+    process = launch_balancer(kind, settings, runtime_dir)
     process.detach()
+    lb = settings.lb
     return ServiceRecord(
         name=kind,
         kind=kind,
         pid=process.pid,
         started=process.started,
-        host=lb.host,
+        host=lb.host.split(",")[0],
         port=lb.port,
         log=str(process.log_path),
         # nginx: SIGQUIT finishes requests in flight; HAProxy: SIGUSR1 is its soft stop.
         stop_signal=int(signal.SIGQUIT if kind == "nginx" else signal.SIGUSR1),
         stop_timeout=15.0,
-        extra={"config": str(config)},
+        extra={"config": str(process.log_path.parent / CONFIG_FILES[kind])},
     )
 
 
