@@ -132,7 +132,11 @@ def bench(
         int, typer.Option(min=1, max=254, help="Loopback addresses to spread load over.")
     ] = 4,
     targets: Annotated[
-        str, typer.Option(help="Comma-separated: c50k, naive, straightforward, ceiling.")
+        str,
+        typer.Option(
+            help="Comma-separated: c50k, naive, straightforward, ceiling; behind a load balancer: "
+            "c50k-haproxy, c50k-nginx, c50k-nginx-microcache."
+        ),
     ] = "c50k,naive,straightforward,ceiling",
     connections: Annotated[
         int | None,

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from c50k.bench.advisor import workers_to_hold
+from c50k.bench.edge_targets import EDGE_TARGETS, start_edge
 from c50k.bench.runner import Context, Step, with_target
 from c50k.bench.targets import (
     Target,
@@ -104,6 +105,11 @@ def start_target(
         )
     if name == "ceiling":
         return start_ceiling(workdir, port, ctx.addresses, ceiling_body, workers)
+    if name in EDGE_TARGETS:
+        connections = ctx.connections or 50_000
+        return start_edge(
+            name, workdir, port, ctx.addresses, workers=workers, env=env, connections=connections
+        )
     raise ValueError(f"unknown target {name!r}")
 
 
