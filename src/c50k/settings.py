@@ -319,7 +319,8 @@ class LbSettings(BaseModel):
     max_header_bytes: int = Field(
         default=8192,
         ge=1024,
-        description="Largest request line, and largest header block; more is refused with 4xx.",
+        description="Largest request line or header line (nginx: 4 of these hold the head; "
+        "HAProxy: the head fits a buffer of this plus 1 KiB, at least 16 KiB); more gets 4xx.",
     )
     check_interval_seconds: float = Field(
         default=1.0, gt=0, description="HAProxy checks GET /ready this often (fall 2, rise 2)."

@@ -18,8 +18,8 @@ class Balancer(StrEnum):
 
 
 stack_app = typer.Typer(
-    help="The local stack: PostgreSQL shards with streaming replicas, started from the "
-    "system's binaries in one state directory.",
+    help="The local stack: PostgreSQL shards with streaming replicas, app instances and a load "
+    "balancer, started from the system's binaries in one state directory.",
     no_args_is_help=True,
 )
 
