@@ -30,6 +30,9 @@ TEMPLATES: dict[Kind, str] = {
 LB_RESERVED_FILES = 64
 # reuseport hashes connections over nginx's workers unevenly: room for a quarter more.
 NGINX_SPREAD_HEADROOM = 1.25
+# HAProxy waits this many check intervals for an answer to GET /ready; a refused connection
+# (a dead instance) fails the check at once.
+CHECK_TIMEOUT_INTERVALS = 5
 # HAProxy keeps this much of each buffer for rewriting headers (its default).
 HAPROXY_MAXREWRITE = 1024
 
@@ -129,6 +132,9 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "maxrewrite": HAPROXY_MAXREWRITE,
             "pidfile": placement.pidfile,
             "fastinter": min(0.25, lb.check_interval_seconds),
+            "check_timeout": max(
+                lb.connect_timeout_seconds, CHECK_TIMEOUT_INTERVALS * lb.check_interval_seconds
+            ),
         }
     if kind == "nginx":
         return common | {
