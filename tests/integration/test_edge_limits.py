@@ -52,6 +52,14 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def put_head(marker: str, framing: str) -> str:
+    """The head of a PUT that a test marks, so the instances' logs show whether it arrived."""
+    return (
+        f"PUT /items/5?m={marker} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"{framing}\r\n"
+    )
+
+
 def reached_an_instance(edge: Edge, marker: str) -> bool:
     return any(marker in edge.app_log(app) for app in edge.apps)
 
@@ -90,10 +98,7 @@ def test_oversized_heads_are_refused_at_the_balancer(edge: Edge, what: str, head
 
 def test_oversized_body_is_refused_before_it_is_sent(edge: Edge) -> None:
     marker = uuid.uuid4().hex
-    raw = (
-        f"PUT /items/5?m={marker} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {10 * 65_536}\r\n\r\n"
-    ).encode()
+    raw = put_head(marker, f"Content-Length: {10 * 65_536}\r\n").encode()
     assert status_of(exchange(edge, raw)) == 413
     assert not reached_an_instance(edge, marker)
 
@@ -108,10 +113,7 @@ AMBIGUOUS = {
 @pytest.mark.parametrize("coding", ["chunked, identity", "xchunked"])
 def test_unknown_transfer_coding_never_reaches_an_instance(edge: Edge, coding: str) -> None:
     marker = uuid.uuid4().hex
-    raw = (
-        f"PUT /items/5?m={marker} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Transfer-Encoding: {coding}\r\n\r\n0\r\n\r\n"
-    ).encode()
+    raw = (put_head(marker, f"Transfer-Encoding: {coding}\r\n") + "0\r\n\r\n").encode()
     # HAProxy: 400; nginx: 501 Not Implemented.
     assert status_of(exchange(edge, raw)) in (400, 501)
     assert not reached_an_instance(edge, marker)
@@ -120,10 +122,7 @@ def test_unknown_transfer_coding_never_reaches_an_instance(edge: Edge, coding: s
 @pytest.mark.parametrize("framing", list(AMBIGUOUS))
 def test_ambiguous_framing_is_refused_with_400(edge: Edge, framing: str) -> None:
     marker = uuid.uuid4().hex
-    raw = (
-        f"PUT /items/5?m={marker} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"{AMBIGUOUS[framing]}\r\n0\r\n\r\n"
-    ).encode()
+    raw = (put_head(marker, AMBIGUOUS[framing]) + "0\r\n\r\n").encode()
     assert status_of(exchange(edge, raw)) == 400
     assert not reached_an_instance(edge, marker)
 
@@ -136,10 +135,8 @@ def test_content_length_with_chunked_cannot_smuggle(edge: Edge) -> None:
     marker = uuid.uuid4().hex
     hidden = f"GET /items/7?smuggled={marker} HTTP/1.1\r\nHost: x\r\n\r\n"
     body = f"0\r\n\r\n{hidden}"
-    raw = (
-        f"PUT /items/5?m={marker} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
-    ).encode()
+    framing = "Content-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+    raw = (put_head(marker, framing) + body).encode()
     answer = exchange(edge, raw)
     if edge.kind == "nginx":
         assert status_of(answer) == 400
