@@ -172,7 +172,8 @@ def test_slow_clients_are_cut_off_while_others_are_served(edge: Edge, tmp_path: 
     # never were most of them open at once, and by the end the balancer had closed most.
     assert max(int(r["Connected"]) for r in rows) <= 0.7 * SLOW_CLIENTS, rows
     assert int(rows[-1]["Closed"]) >= 0.6 * SLOW_CLIENTS, rows
-    assert report.failures == []
+    assert report.failures == [], report.failures[:10]
     assert report.ok > 0
-    # Normal traffic kept its latency (a generous bound; the numbers are in BENCHMARKS.md).
-    assert report.percentile(0.99) < 1.0
+    # Normal traffic kept its latency: a generous bound, for a machine shared with other
+    # tests; without the cut-off, slow clients would hold every connection the balancer has.
+    assert report.percentile(0.99) < 2.0, report.percentile(0.99)
