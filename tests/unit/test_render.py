@@ -104,6 +104,9 @@ def test_haproxy_balances_checks_retries_and_queues() -> None:
     assert "server app-0 10.0.0.1:8000 weight 100" in text
     assert "server app-1 10.0.0.2:8000 weight 50" in text
     assert "server app-2 10.0.0.3:8001 weight 100" in text
+    # Fail open: unchecked copies take traffic only when every checked instance is DOWN.
+    assert "option allbackups" in text
+    assert "server app-1-failopen 10.0.0.2:8000 weight 50 backup no-check" in text
     assert "balance roundrobin" in render("haproxy", settings_with(algorithm="roundrobin"))
 
 
