@@ -20,6 +20,7 @@ MAX_INSTANCES = 3
 # A benchmark holds every request in flight at once; HAProxy queues those beyond the
 # instances' maxconn, and a queued request must not time out while the run drains the queue.
 BENCH_QUEUE_SECONDS = 60.0
+BENCH_CONNECT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ def edge_settings(
         connections=connections,
         microcache=edge.microcache,
         queue_timeout_seconds=BENCH_QUEUE_SECONDS,
+        # 50,000 connections opened in waves reach the instances faster than a busy worker
+        # accepts them; a 2 s connect timeout made nginx mark every instance failed (502).
+        connect_timeout_seconds=BENCH_CONNECT_SECONDS,
         server_timeout_seconds=BENCH_QUEUE_SECONDS,
     )
     return Settings(lb=lb)

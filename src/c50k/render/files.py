@@ -137,14 +137,15 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             ),
         }
     if kind == "nginx":
+        workers = max(1, math.ceil(2 * lb.connections * NGINX_SPREAD_HEADROOM / worker_connections))
         return common | {
             "user": placement.user,
             "error_log": placement.error_log,
             "worker_connections": worker_connections,
-            "workers": max(
-                1, math.ceil(2 * lb.connections * NGINX_SPREAD_HEADROOM / worker_connections)
-            ),
-            "upstream_keepalive": max(16, min(1024, lb.maxconn_per_server)),
+            "workers": workers,
+            # Room to keep every instance connection of a worker idle between requests: a
+            # smaller cache closes the surplus after each answer and reconnects for the next.
+            "upstream_keepalive": max(16, math.ceil(lb.connections / workers)),
         }
     if kind == "gunicorn":
         return common | {"options": gunicorn_options(settings)}
