@@ -36,9 +36,7 @@ class ScenarioResult:
     def passed(self) -> bool:
         """c50k's verdict: a baseline failing its checks is a finding about the baseline
         (shown in the report), not a failure of the run."""
-        ours = [
-            s for s in self.steps if s.target in ("c50k", "external") or s.target[:5] == "c50k-"
-        ]
+        ours = [s for s in self.steps if s.target == "external" or s.target.startswith("c50k")]
         return bool(ours) and all(step.passed for step in ours)
 
 
