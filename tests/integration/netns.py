@@ -1,10 +1,11 @@
 """Network namespaces standing in for separate machines on a private network: each gets a
-veth pair, 10.X.N.2 inside and 10.X.N.1 on the host, where X comes from the test process's
-PID so that concurrent runs do not clash. Needs root; removed on exit."""
+veth pair, 10.X.N.2 inside and 10.X.N.1 on the host, with names and X drawn at random for each
+set so that concurrent runs, and a set whose removal the kernel is still finishing, do not
+clash. Needs root; removed on exit."""
 
 from __future__ import annotations
 
-import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,9 +24,8 @@ def _ip(*args: str) -> None:
 
 
 @contextmanager
-def _namespace(index: int) -> Iterator[Namespace]:
-    tag = f"{os.getpid() % 100_000}x{index}"
-    octet = 100 + os.getpid() % 100
+def _namespace(tag: str, octet: int, index: int) -> Iterator[Namespace]:
+    tag = f"{tag}{index}"
     name, host_end, ns_end = f"c50k-{tag}", f"c5h{tag}", f"c5n{tag}"
     namespace = Namespace(name, f"10.{octet}.{index}.2", f"10.{octet}.{index}.1")
     _ip("netns", "add", name)
@@ -42,11 +42,17 @@ def _namespace(index: int) -> Iterator[Namespace]:
             _ip("netns", "exec", name, "ip", *command)
         yield namespace
     finally:
-        # Deleting the namespace deletes its end of the veth pair, and with it the host's end.
+        # Deleting one end of the pair deletes both at once; the namespace's own cleanup in
+        # the kernel would do it later.
+        subprocess.run(
+            ["ip", "link", "del", host_end], capture_output=True, timeout=10, check=False
+        )
         _ip("netns", "del", name)
 
 
 @contextmanager
 def namespaces(count: int) -> Iterator[list[Namespace]]:
+    tag = secrets.token_hex(3)
+    octet = 100 + secrets.randbelow(100)
     with ExitStack() as stack:
-        yield [stack.enter_context(_namespace(i)) for i in range(count)]
+        yield [stack.enter_context(_namespace(tag, octet, i)) for i in range(count)]
