@@ -6,12 +6,16 @@ from __future__ import annotations
 import csv
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
+from c50k.stack.process import ManagedProcess, free_port, http_ok
 from tests.integration.edge import KINDS, Edge, edge_stack
 from tests.integration.load import ConstantLoad
 
@@ -177,3 +181,37 @@ def test_slow_clients_are_cut_off_while_others_are_served(edge: Edge, tmp_path: 
     # Normal traffic kept its latency: a generous bound, for a machine shared with other
     # tests; without the cut-off, slow clients would hold every connection the balancer has.
     assert report.percentile(0.99) < 2.0, report.percentile(0.99)
+
+
+def test_haproxy_queues_beyond_maxconn_then_answers_503(tmp_path: Path) -> None:
+    """One request at a time per instance (maxconn 1), an upstream that takes 1.5 s: of eight
+    requests at once, two are served, the rest wait in HAProxy's queue and get its 503 after
+    the queue timeout, without ever reaching an instance."""
+    upstream_port = free_port()
+    upstream = ManagedProcess(
+        "c50k upstream",
+        [sys.executable, "-m", "c50k", "upstream", "--port", str(upstream_port),
+         "--latency-ms", "1500"],
+        tmp_path / "upstream.log",
+    ).start()  # fmt: skip
+    with upstream:
+        upstream.wait_until(lambda: http_ok(f"http://127.0.0.1:{upstream_port}/health"), 30)
+        with (
+            edge_stack(
+                tmp_path / "stack",
+                "haproxy",
+                instances=2,
+                C50K_UPSTREAM_URL=f"http://127.0.0.1:{upstream_port}/posts/{{id}}",
+                C50K_CACHE_ENABLED="false",
+                C50K_LB_MAXCONN_PER_SERVER="1",
+                C50K_LB_QUEUE_TIMEOUT_SECONDS="0.5",
+            ) as edge,
+            ThreadPoolExecutor(8) as pool,
+        ):
+            statuses = list(
+                pool.map(lambda i: httpx.get(f"{edge.url}/items/{i}", timeout=10).status_code,
+                         range(1, 9))
+            )  # fmt: skip
+            reached = sum(edge.served(app) for app in edge.apps)
+    assert sorted(statuses) == [200, 200] + [503] * 6, statuses
+    assert reached == 2
