@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from c50k import __version__
+from c50k.render.commands import render_app
 from c50k.settings import Settings, configuration_table
 from c50k.stack.commands import stack_app
 from c50k.store.commands import db_app
@@ -137,8 +138,9 @@ def bench(
     targets: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: c50k, naive, straightforward, ceiling "
-            "(and c50k-bare, c50k-access-log: c50k with observability off, with an access log)."
+            help="Comma-separated: c50k, naive, straightforward, ceiling; c50k-bare, "
+            "c50k-access-log (observability off, an access log on); behind a load balancer: "
+            "c50k-haproxy, c50k-nginx, c50k-nginx-microcache."
         ),
     ] = "c50k,naive,straightforward,ceiling",
     connections: Annotated[
@@ -184,6 +186,7 @@ def bench(
 
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
+app.add_typer(render_app, name="render")
 
 config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
 app.add_typer(config_app, name="config")
@@ -199,39 +202,6 @@ def config_show() -> None:
 def config_docs() -> None:
     """Print the table of every C50K_* variable (docs/configuration.md holds it)."""
     typer.echo(configuration_table(), nl=False)
-
-
-# Issue "observability": self-contained so the integrator can fold it into the render group.
-render_app = typer.Typer(help="Render configuration files for the stack around c50k.")
-app.add_typer(render_app, name="render")
-
-
-@render_app.command("prometheus")
-def render_prometheus(
-    instances: Annotated[
-        str,
-        typer.Option(help="Metrics exporters to scrape: host:port,host:port (C50K_METRICS_PORT)."),
-    ],
-    job: Annotated[str, typer.Option(help="The job label of every series.")] = "c50k",
-    interval: Annotated[int, typer.Option(min=1, help="Scrape interval in seconds.")] = 15,
-    output: Annotated[
-        Path | None, typer.Option(help="Write here instead of standard output.")
-    ] = None,
-) -> None:
-    """A Prometheus configuration that scrapes every instance's metrics exporter."""
-    from c50k.observability.prometheus_config import (  # noqa: PLC0415 -- keep --help fast.
-        parse_instances,
-        render_scrape_config,
-    )
-
-    try:
-        text = render_scrape_config(parse_instances(instances), job=job, interval_seconds=interval)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.write_text(text)
 
 
 @app.command()

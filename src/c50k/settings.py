@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from c50k.render.inventory import Instance, format_instances, parse_instances
+
 # Files a worker keeps for itself beyond client connections: listening socket, logs, the
 # store's files, the event loop's own descriptors, and connections that are being refused.
 RESERVED_FILES_PER_WORKER = 256
@@ -35,6 +37,14 @@ def connection_budget_for(nofile: int, upstream_connections: int) -> int:
     """Connections a worker may hold with `nofile` files: the rest go to the upstream pool and
     to RESERVED_FILES_PER_WORKER."""
     return max(1, nofile - upstream_connections - RESERVED_FILES_PER_WORKER)
+
+
+def address_list(value: str) -> str:
+    """One address, or several comma-separated: normalised, none empty."""
+    addresses = [a.strip() for a in value.split(",")]
+    if not all(addresses):
+        raise ValueError("host must be one address or a comma-separated list of them")
+    return ",".join(addresses)
 
 
 def _cpu_count() -> int:
@@ -94,16 +104,25 @@ class ServerSettings(BaseModel):
     )
     # Never "*": uvicorn would believe the leftmost X-Forwarded-For, which the client writes.
     forwarded_allow_ips: str = Field(
-        default="127.0.0.1", description="Proxies whose X-Forwarded-For is believed."
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For is believed: the load balancers' addresses "
+        '(never "*").',
     )
 
     @field_validator("host")
     @classmethod
     def _addresses_listed(cls, value: str) -> str:
-        addresses = [a.strip() for a in value.split(",")]
-        if not all(addresses):
-            raise ValueError("host must be one address or a comma-separated list of them")
-        return ",".join(addresses)
+        return address_list(value)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies_named(cls, value: str) -> str:
+        if "*" in value:
+            raise ValueError(
+                'forwarded_allow_ips must name the load balancers, never "*": the client '
+                "writes X-Forwarded-For"
+            )
+        return value
 
     @property
     def binds(self) -> list[str]:
@@ -317,6 +336,98 @@ class RequestSettings(BaseModel):
     page_limit_max: int = Field(default=1000, ge=1, description="Largest GET /items page.")
 
 
+class LbSettings(BaseModel):
+    """The edge tier: which app instances the load balancer spreads over, and how it guards
+    them. `c50k render haproxy|nginx` and `c50k stack up --lb` read this group."""
+
+    instances: str = Field(
+        default="127.0.0.1:8000",
+        description="App instances behind the load balancer: host:port[@weight], comma-separated "
+        "(weight 1..256, default 100).",
+    )
+    algorithm: Literal["leastconn", "roundrobin"] = Field(
+        default="leastconn", description="How HAProxy and nginx pick an instance."
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the load balancer listens on (faces clients); several, "
+        "comma-separated.",
+    )
+    port: int = Field(
+        default=8080, ge=1, le=65535, description="Port the load balancer listens on."
+    )
+    connections: int = Field(
+        default=50_000,
+        ge=1,
+        description="Client connections the load balancer holds; sizes maxconn and nginx workers.",
+    )
+    # The reference machine's hard limit. A proxied connection holds two files (client and
+    # instance), so one process holds about half this many clients.
+    nofile: int = Field(
+        default=20_000, ge=1024, description="Open-file limit of one load-balancer process."
+    )
+    maxconn_per_server: int = Field(
+        default=1000,
+        ge=1,
+        description="Requests HAProxy has in flight on one instance; more wait in its queue.",
+    )
+    queue_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A request queued this long gets 503 from HAProxy."
+    )
+    connect_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="To connect to an instance (then retry another)."
+    )
+    # Above the request deadline (3 s): an instance slower than this is presumed hung.
+    server_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="An instance's answer may take this long."
+    )
+    # Below the app's keep-alive (75 s), so the balancer, not the app, closes idle connections.
+    client_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Idle client and instance connections close after this."
+    )
+    request_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A client must send its request head (and nginx: each body read) within "
+        "this; slow clients are cut off.",
+    )
+    max_header_bytes: int = Field(
+        default=8192,
+        ge=1024,
+        description="Largest request line or header line (nginx: 4 of these hold the head; "
+        "HAProxy: the head fits a buffer of this plus 1 KiB, at least 16 KiB); more gets 4xx.",
+    )
+    check_interval_seconds: float = Field(
+        default=1.0, gt=0, description="HAProxy checks GET /ready this often (fall 2, rise 2)."
+    )
+    microcache: bool = Field(
+        default=False, description="nginx caches 200 answers of GET /items/{id} briefly."
+    )
+    microcache_seconds: float = Field(
+        default=1.0, gt=0, description="How long the nginx micro-cache keeps an answer."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _addresses_listed(cls, value: str) -> str:
+        return address_list(value)
+
+    @property
+    def binds(self) -> list[str]:
+        return [
+            f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in self.host.split(",")
+        ]
+
+    @field_validator("instances")
+    @classmethod
+    def _inventory_parses(cls, value: str) -> str:
+        return format_instances(parse_instances(value))
+
+    @property
+    def inventory(self) -> list[Instance]:
+        return parse_instances(self.instances)
+
+
 class LogSettings(BaseModel):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of gunicorn, uvicorn and c50k."
@@ -381,6 +492,9 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings, description="Logging")
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings, description="Prometheus metrics"
+    )
+    lb: LbSettings = Field(
+        default_factory=LbSettings, description="The load balancer and its app instances"
     )
 
     @classmethod

@@ -36,7 +36,7 @@ class ScenarioResult:
     def passed(self) -> bool:
         """c50k's verdict: a baseline failing its checks is a finding about the baseline
         (shown in the report), not a failure of the run."""
-        ours = [step for step in self.steps if step.target in ("c50k", "external")]
+        ours = [s for s in self.steps if s.target == "external" or s.target.startswith("c50k")]
         return bool(ours) and all(step.passed for step in ours)
 
 

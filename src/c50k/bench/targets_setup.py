@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from c50k.bench.advisor import workers_to_hold
+from c50k.bench.edge_targets import EDGE_TARGETS, start_edge
 from c50k.bench.runner import Context, Step, with_target
 from c50k.bench.targets import (
     Target,
@@ -102,17 +103,9 @@ def start_target(
         target = start_c50k(workdir, port, ctx.addresses, workers, {**env, **VARIANTS[name]})
         target.name = name
         return target
-    if name == "naive":
-        return start_naive(
-            workdir,
-            port,
-            ctx.addresses,
-            posts_template(upstream),
-            baselines_dir=ctx.baselines_dir,
-            workers=workers,
-        )
-    if name == "straightforward":
-        return start_straightforward(
+    if name in ("naive", "straightforward"):
+        start_baseline = start_naive if name == "naive" else start_straightforward
+        return start_baseline(
             workdir,
             port,
             ctx.addresses,
@@ -122,6 +115,11 @@ def start_target(
         )
     if name == "ceiling":
         return start_ceiling(workdir, port, ctx.addresses, ceiling_body, workers)
+    if name in EDGE_TARGETS:
+        connections = ctx.connections or 50_000
+        return start_edge(
+            name, workdir, port, ctx.addresses, workers=workers, env=env, connections=connections
+        )
     raise ValueError(f"unknown target {name!r}")
 
 

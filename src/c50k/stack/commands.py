@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,16 @@ import typer
 
 from c50k.stack.state import StackError
 
+
+class Balancer(StrEnum):
+    haproxy = "haproxy"
+    nginx = "nginx"
+
+
 stack_app = typer.Typer(
-    help="The local stack: PostgreSQL shards with streaming replicas and a Redis cache, "
-    "started from the system's binaries in one state directory.",
+    help="The local stack: PostgreSQL shards with streaming replicas (and PgBouncer), a Redis "
+    "cache, app instances and a load balancer, started from the system's binaries in one "
+    "state directory.",
     no_args_is_help=True,
 )
 
@@ -23,12 +31,21 @@ StateDir = Annotated[
 
 @stack_app.command("up")
 def stack_up(
+    *,
     state_dir: StateDir = Path("var/stack"),
-    shards: Annotated[int, typer.Option(min=1, max=64, help="PostgreSQL shards.")] = 1,
+    shards: Annotated[
+        int, typer.Option(min=0, max=64, help="PostgreSQL shards (0: the apps use SQLite).")
+    ] = 1,
     replicas: Annotated[int, typer.Option(min=0, max=8, help="Streaming replicas per shard.")] = 1,
     pgbouncer: Annotated[
         bool, typer.Option(help="PgBouncer (transaction mode) before each primary.")
     ] = False,
+    app_instances: Annotated[
+        int, typer.Option(min=0, max=64, help="App instances (c50k serve), each on its port.")
+    ] = 0,
+    lb: Annotated[
+        Balancer | None, typer.Option(help="A load balancer in front of the app instances.")
+    ] = None,
     base_port: Annotated[
         int | None, typer.Option(min=1024, max=65000, help="First port (default: free ports).")
     ] = None,
@@ -44,7 +61,13 @@ def stack_up(
     from c50k.stack.stack import StackPlan, up  # noqa: PLC0415 -- keep --help fast.
 
     plan = StackPlan(
-        shards=shards, replicas=replicas, pgbouncer=pgbouncer, redis=redis, base_port=base_port
+        shards=shards,
+        replicas=replicas,
+        pgbouncer=pgbouncer,
+        redis=redis,
+        app_instances=app_instances,
+        lb=None if lb is None else lb.value,
+        base_port=base_port,
     )
     try:
         state = up(plan, state_dir)

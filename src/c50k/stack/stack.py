@@ -76,7 +76,7 @@ Tier = Callable[[Launch], None]
 
 def _tiers(plan: StackPlan) -> list[Tier]:
     # Each tier's module loads only when the plan uses it.
-    from c50k.stack import pgbouncer, postgres, redis  # noqa: PLC0415
+    from c50k.stack import apps, balancer, pgbouncer, postgres, redis  # noqa: PLC0415
 
     tiers: list[Tier] = []
     if plan.shards > 0:
@@ -85,6 +85,10 @@ def _tiers(plan: StackPlan) -> list[Tier]:
             tiers.append(pgbouncer.start_tier)
     if plan.redis:
         tiers.append(redis.start_tier)
+    if plan.app_instances > 0:
+        tiers.append(apps.start_tier)
+    if plan.lb is not None:
+        tiers.append(balancer.start_tier)
     return tiers
 
 
