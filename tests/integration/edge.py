@@ -57,7 +57,8 @@ class Edge:
     def app_log(self, record: ServiceRecord) -> str:
         return Path(record.log).read_text(errors="replace")
 
-    def served(self, record: ServiceRecord, marker: str = '"GET /items/') -> int:
+    def served(self, record: ServiceRecord, marker: str = '"path": "/items/') -> int:
+        # c50k's JSON access line (C50K_SERVER_ACCESS_LOG), one per request an instance served.
         return self.app_log(record).count(marker)
 
     def lb_log(self) -> str:

@@ -4,6 +4,7 @@ bodies, ambiguous framing, and a client's own X-Forwarded-For. Real HAProxy and 
 from __future__ import annotations
 
 import csv
+import json
 import socket
 import subprocess
 import sys
@@ -79,7 +80,8 @@ def test_forwarded_for_from_a_client_is_not_believed(edge: Edge) -> None:
         line for app in edge.apps for line in edge.app_log(app).splitlines() if marker in line
     )
     # The instance believes the balancer (a trusted proxy) about the client, not the client.
-    assert line.startswith("127.0.0.5:"), line
+    access = json.loads(line)
+    assert access["client"].startswith("127.0.0.5:"), line
     assert "6.6.6.6" not in line
 
 

@@ -102,10 +102,15 @@ class RequestObserver:
             # The status stays an int here; the flush writes label values.
             self.metrics.requests.observe((method, route, status), elapsed)
         if self.access_log:
+            # The client as uvicorn's proxy-headers rule decided it: the load balancer's
+            # X-Forwarded-For, believed only from C50K_SERVER_FORWARDED_ALLOW_IPS.
+            client = scope.get("client")
             access_logger.info(
                 "request",
                 method=method,
                 path=scope["path"],
+                query=scope.get("query_string", b"").decode("latin-1"),
+                client=f"{client[0]}:{client[1]}" if client else None,
                 route=route,
                 status=status,
                 duration_ms=round(elapsed * 1000, 3),
