@@ -45,7 +45,8 @@ def test_stack_up_status_down_with_nginx(tmp_path: Path) -> None:
     try:
         assert code == 0, output
         state = StackState.load(state_dir)
-        assert [s.kind for s in state.services] == ["app", "app", "nginx"]
+        # Redis comes with every stack unless --no-redis; the instances share it.
+        assert [s.kind for s in state.services] == ["redis", "app", "app", "nginx"]
         settings = tomllib.loads(state.settings_path.read_text())
         apps = [s.address for s in state.of_kind("app")]
         assert settings["lb"]["instances"] == ",".join(apps)

@@ -25,7 +25,7 @@ from c50k.render.inventory import (
     is_private,
     parse_instances,
 )
-from c50k.runtime.serving import gunicorn_options
+from c50k.runtime.serving import gunicorn_hooks, gunicorn_settings
 from c50k.settings import LbSettings, ServerSettings, Settings
 
 THREE = "10.0.0.1:8000,10.0.0.2:8000@50,10.0.0.3:8001"
@@ -191,8 +191,10 @@ def test_gunicorn_file_is_the_options_c50k_serve_uses(tmp_path: Path) -> None:
     settings = Settings(server=ServerSettings(host="10.0.0.5", port=8001, workers=3))
     namespace: dict[str, object] = {}
     exec(render("gunicorn", settings), namespace)  # noqa: S102 -- our own rendered file.
-    options = gunicorn_options(settings)
-    assert {k: namespace[k] for k in options} == options
+    values = gunicorn_settings(settings)
+    assert {k: namespace[k] for k in values} == values
+    for hook in gunicorn_hooks(settings):  # Built at start from the same settings.
+        assert callable(namespace[hook]), hook
 
 
 def test_systemd_unit_outlives_the_drain() -> None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import jinja2
 
 from c50k.render.inventory import is_private
-from c50k.runtime.serving import gunicorn_options
+from c50k.runtime.serving import gunicorn_hooks, gunicorn_settings
 from c50k.settings import Settings
 
 Kind = Literal["haproxy", "nginx", "gunicorn", "systemd", "sysctl"]
@@ -148,7 +148,10 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "upstream_keepalive": max(16, math.ceil(lb.connections / workers)),
         }
     if kind == "gunicorn":
-        return common | {"options": gunicorn_options(settings)}
+        return common | {
+            "options": gunicorn_settings(settings),
+            "hooks": bool(gunicorn_hooks(settings)),
+        }
     if kind == "systemd":
         server = settings.server
         return common | {

@@ -18,6 +18,18 @@ logger = logging.getLogger(__name__)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    return gunicorn_settings(settings) | gunicorn_hooks(settings)
+
+
+def gunicorn_hooks(settings: Settings) -> dict[str, Any]:
+    """The server hooks (code, not values): the metrics' multiprocess directory, dead workers."""
+    if not settings.metrics.enabled:
+        return {}
+    return MetricsHooks(settings.metrics, settings.log.format).options()
+
+
+def gunicorn_settings(settings: Settings) -> dict[str, Any]:
+    """The plain values of gunicorn's settings (what `c50k render gunicorn` writes out)."""
     server = settings.server
     return {
         "bind": server.binds,
@@ -43,11 +55,6 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "proc_name": "c50k",
         # gunicorn 24+ opens a control socket in $HOME; several instances would share one path.
         "control_socket_disable": True,
-        **(
-            MetricsHooks(settings.metrics, settings.log.format).options()
-            if settings.metrics.enabled
-            else {}
-        ),
     }
 
 
