@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from c50k.settings import PostgresSettings
+from c50k.stack.postgres import stack_postgres_settings
 from c50k.stack.stack import StackPlan, temporary_stack
 from c50k.stack.state import StackState
 
@@ -37,9 +38,5 @@ def pgbouncer_stack() -> Iterator[StackState]:
         yield state
 
 
-def postgres_settings(state: StackState, **changes: object) -> PostgresSettings:
-    """The postgres settings the stack wrote, with test-specific changes."""
-    import tomllib  # noqa: PLC0415
-
-    document = tomllib.loads(state.settings_path.read_text())
-    return PostgresSettings.model_validate({**document["postgres"], **changes})
+# The postgres settings a stack wrote, with test-specific changes.
+postgres_settings = stack_postgres_settings

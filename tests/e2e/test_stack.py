@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from c50k.bench.database import scrape
 from c50k.stack.process import free_port
 from c50k.stack.state import StackState
 from c50k.store.consistency import HEADER
@@ -39,13 +40,7 @@ def scrape_until(port: int, done: Callable[[dict[str, float]], bool]) -> dict[st
     deadline = time.monotonic() + 10.0
     samples: dict[str, float] = {}
     while time.monotonic() < deadline:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
-        samples = {
-            name: float(value)
-            for line in text.splitlines()
-            if line and not line.startswith("#")
-            for name, _, value in [line.rpartition(" ")]
-        }
+        samples = scrape(port)
         if done(samples):
             return samples
         time.sleep(0.2)

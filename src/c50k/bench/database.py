@@ -9,7 +9,6 @@ requests waited for a pooled connection.
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from functools import partial
 
 import httpx
@@ -27,6 +26,7 @@ from c50k.bench.targets import Target, start_c50k
 from c50k.bench.wrk import WRITE_PREFIX
 from c50k.items.demo import demo_post
 from c50k.settings import PostgresSettings
+from c50k.stack.postgres import stack_postgres_settings
 from c50k.stack.process import free_port
 from c50k.stack.stack import StackPlan, temporary_stack
 from c50k.store.postgres import PostgresStore
@@ -129,8 +129,8 @@ async def db(ctx: Context) -> ScenarioResult:
     stack = temporary_stack(StackPlan(shards=2, replicas=1))
     state = await asyncio.to_thread(stack.__enter__)
     try:
-        document = tomllib.loads(state.settings_path.read_text())
-        await seed(PostgresSettings.model_validate(document["postgres"]), ITEMS)
+        settings = stack_postgres_settings(state)
+        await seed(settings, ITEMS)
         metrics_port = free_port()
         env = {
             "C50K_SETTINGS_FILE": str(state.settings_path.resolve()),
@@ -180,7 +180,7 @@ async def db(ctx: Context) -> ScenarioResult:
         # The same shards without their replicas (the environment overrides the settings
         # file): what reading from replicas changes, side by side in one run.
         primaries_only = orjson.dumps(
-            [{"primary": s["primary"], "replicas": []} for s in document["postgres"]["shards"]]
+            [{"primary": shard.primary, "replicas": []} for shard in settings.shards]
         ).decode()
         variants = [
             (WITH_REPLICAS, env),

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -316,3 +317,9 @@ def start_tier(launch: Launch) -> None:
     from c50k.store.migrate import upgrade  # noqa: PLC0415 -- SQLAlchemy only when used.
 
     upgrade(PostgresSettings.model_validate({"shards": shards}))
+
+
+def stack_postgres_settings(state: StackState, **changes: object) -> PostgresSettings:
+    """The postgres settings a stack wrote into its settings file, with `changes` on top."""
+    document = tomllib.loads(state.settings_path.read_text())
+    return PostgresSettings.model_validate({**document["postgres"], **changes})

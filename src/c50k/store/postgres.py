@@ -138,10 +138,6 @@ class StoreCounters:
 
     # By (shard, role of the server that answered).
     reads: Counter[tuple[int, str]] = field(default_factory=Counter)
-    fallbacks: int = 0  # Reads a replica failed and the primary served.
-    checkouts: int = 0
-    wait_seconds_total: float = 0.0
-    wait_seconds_max: float = 0.0
 
 
 class PostgresStore:
@@ -248,9 +244,6 @@ class PostgresStore:
         try:
             async with server.engine.connect() as conn:
                 waited = time.perf_counter() - started
-                self.stats.checkouts += 1
-                self.stats.wait_seconds_total += waited
-                self.stats.wait_seconds_max = max(self.stats.wait_seconds_max, waited)
                 if self._wait_observer is not None:
                     self._wait_observer(str(shard.index), server.role, waited)
                 yield conn
@@ -283,7 +276,6 @@ class PostgresStore:
             except StoreUnavailable as exc:
                 # Out of rotation until the next health check finds it well again.
                 shard.health[shard.replicas.index(server)] = UNHEALTHY
-                self.stats.fallbacks += 1
                 logger.warning("replica read failed, the primary answers: %s", exc)
         async with self._connect(shard, shard.primary) as conn:
             result = (await conn.execute(query, params)).all()
