@@ -76,6 +76,8 @@ def test_forwarded_for_from_a_client_is_not_believed(edge: Edge) -> None:
         "Connection: close\r\n\r\n"
     ).encode()
     assert status_of(exchange(edge, raw, source="127.0.0.5")) == 200
+    # The access line is written once the answer has gone out, so it can trail the answer.
+    edge.wait_until("logged by an instance", lambda: reached_an_instance(edge, marker), 5)
     line = next(
         line for app in edge.apps for line in edge.app_log(app).splitlines() if marker in line
     )
