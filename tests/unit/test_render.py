@@ -131,6 +131,8 @@ def test_nginx_proxies_with_keepalive_and_forwarded_headers() -> None:
     for line in [
         "least_conn;",
         "server 10.0.0.2:8000 weight=50 max_fails=1 fail_timeout=2s;",
+        # Fail open: never-failing copies take traffic only when every instance rests.
+        "server 10.0.0.2:8000 weight=50 max_fails=0 backup;",
         "proxy_http_version 1.1;",
         "proxy_set_header Host $host;",
         "proxy_set_header X-Real-IP $remote_addr;",

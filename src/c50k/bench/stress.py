@@ -12,6 +12,7 @@ from c50k.bench.h2load import latency_by_status
 from c50k.bench.machine import limits_for
 from c50k.bench.results import Histogram
 from c50k.bench.runner import (
+    CLIENTS_PER_THREAD,
     CONNECTIONS_PER_WAVE,
     Context,
     Step,
@@ -132,6 +133,7 @@ async def c50k(ctx: Context, duration: int = 60) -> ScenarioResult:
                 ctx.step_dir(name, "h2load"),
                 duration_seconds=duration,
                 per_process=CONNECTIONS_PER_WAVE,
+                threads=CONNECTIONS_PER_WAVE // CLIENTS_PER_THREAD,
             )
             step = await measure(
                 ctx,
