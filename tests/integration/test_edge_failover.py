@@ -9,6 +9,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.edge import KINDS, Edge, Kind, edge_stack
@@ -94,3 +95,20 @@ def test_haproxy_reload_fails_no_connection(tmp_path: Path) -> None:
         log = edge.lb_log()
     assert_no_failure(report, edge)
     assert log.count("Reloading HAProxy") >= 3, log[-3000:]
+
+
+def test_nginx_fails_open_when_every_instance_rests(tmp_path: Path) -> None:
+    """Every instance failed once (all were down a moment, as in a connect storm); nginx
+    serves again as soon as one is back instead of answering 502 "no live upstreams" until
+    the rest period (2 x the check interval, 30 s here) ends."""
+    with edge_stack(tmp_path, "nginx", instances=2, C50K_LB_CHECK_INTERVAL_SECONDS="15") as edge:
+        for app in edge.apps:
+            app.stop()
+        assert httpx.get(f"{edge.url}/items/1", timeout=10).status_code == 502
+        assert edge.lb_log().count("temporarily disabled") == len(edge.apps), edge.lb_log()
+        started = time.monotonic()
+        for app in edge.apps:
+            edge.restart(app)
+        answer = httpx.get(f"{edge.url}/items/1", timeout=10)
+        assert time.monotonic() - started < 30, "the instances took the whole rest period"
+        assert answer.status_code == 200, edge.lb_log()[-3000:]
