@@ -19,6 +19,8 @@ import pytest
 
 from c50k.bench.h2load import H2loadOptions, h2load_command, parse_h2load_output
 from c50k.bench.results import GeneratorError
+from c50k.bench.runner import h2load_loads
+from c50k.bench.targets import Target
 
 DATA = Path(__file__).parent / "data"
 URL = "http://127.0.0.1:9/posts/1"
@@ -169,3 +171,22 @@ def test_options_h2load_would_reject_or_mishandle(changes: dict[str, Any]) -> No
     base = H2loadOptions(urls=[URL], clients=4, duration_seconds=1)
     with pytest.raises(ValueError):  # noqa: PT011 -- each case has its own message.
         dataclasses.replace(base, **changes)
+
+
+def test_clients_are_spread_over_processes_addresses_and_threads(tmp_path: Path) -> None:
+    target = Target("c50k", "http://127.0.0.1:8000", 8000, ["127.0.0.1"], [])
+    addresses = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    loads = h2load_loads(
+        target, addresses, 50_000, ["/items/1"], tmp_path, per_process=5_000, per_thread=250,
+        duration_seconds=60,
+    )  # fmt: skip
+    assert [(load.clients, load.threads) for load in loads] == [(5_000, 20)] * 10
+    assert [load.urls[0] for load in loads[:5]] == [
+        f"http://{address}:8000/items/1" for address in [*addresses, addresses[0]]
+    ]
+    # Fewer clients than a thread takes: one thread a process, never more threads than clients.
+    small = h2load_loads(
+        target, addresses, 30, ["/items/1"], tmp_path, per_process=5_000, per_thread=250,
+        duration_seconds=60,
+    )  # fmt: skip
+    assert [(load.clients, load.threads) for load in small] == [(8, 1), (8, 1), (7, 1), (7, 1)]

@@ -176,16 +176,20 @@ def h2load_loads(
     *,
     requests_per_client: int | None = None,
     per_process: int = CONNECTIONS_PER_GENERATOR,
+    per_thread: int | None = None,
     **options: Any,
 ) -> list[H2loadOptions]:
-    """h2load processes for `clients`, spread over processes and destination addresses;
-    with `requests_per_client`, a request-count run instead of a duration run."""
+    """h2load processes for `clients`, spread over processes and destination addresses (and
+    with `per_thread`, over threads of at most that many clients); with
+    `requests_per_client`, a request-count run instead of a duration run."""
     shares = spread(clients, max(math.ceil(clients / per_process), len(addresses)))
     loads = []
     for i, share in enumerate(shares):
         base = f"http://{addresses[i % len(addresses)]}:{target.port}"
         if requests_per_client is not None:
             options["requests"] = share * requests_per_client
+        if per_thread is not None:
+            options["threads"] = math.ceil(share / per_thread)
         loads.append(
             H2loadOptions(
                 urls=[base + path for path in paths],

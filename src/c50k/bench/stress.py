@@ -133,7 +133,7 @@ async def c50k(ctx: Context, duration: int = 60) -> ScenarioResult:
                 ctx.step_dir(name, "h2load"),
                 duration_seconds=duration,
                 per_process=CONNECTIONS_PER_WAVE,
-                threads=CONNECTIONS_PER_WAVE // CLIENTS_PER_THREAD,
+                per_thread=CLIENTS_PER_THREAD,
             )
             step = await measure(
                 ctx,
