@@ -1,8 +1,8 @@
 """Per-request observability, begun and ended by admission control (the outermost layer), so
 shed requests and fast-path answers are counted like every other.
 
-Whoever answers records the status in the scope and adds the scope's extra headers (the
-request id) to its answer: admission control's 503 and the fast path do it themselves, and
+Whoever answers records the status in the scope and adds the request id (X-Request-ID) to
+its answer: admission control's 503 and the fast path do it themselves, and
 `RecordAnswers` does it for FastAPI by wrapping `send`. Wrapping `send` for every request
 cost two more coroutines per request, a third of this wrapper's cost on the hottest route.
 BENCHMARKS.md has the throughput with observability on and off.
@@ -21,7 +21,7 @@ from c50k.observability.requestid import HEADER, RequestIds, request_id
 # Scope keys. The fast path, which answers before FastAPI's router, names its route here.
 ROUTE_KEY = "c50k.route"
 STATUS_KEY = "c50k.status"  # The status of the answer, set by whoever sent it.
-HEADERS_KEY = "c50k.headers"  # Headers every answer carries: [(b"x-request-id", ...)].
+REQUEST_ID_KEY = "c50k.request_id"  # The id every answer carries in X-Request-ID (bytes).
 # A client can send any method name; only these become label values.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
@@ -38,11 +38,11 @@ def route_of(scope: Scope) -> str:
 
 
 def answering(scope: Scope, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-    """For code that sends an answer itself: record its status and add the extra headers."""
+    """For code that sends an answer itself: record its status and add the request id."""
     scope[STATUS_KEY] = status
-    extra = scope.get(HEADERS_KEY)
-    if extra:
-        headers.extend(extra)
+    rid = scope.get(REQUEST_ID_KEY)
+    if rid is not None:
+        headers.append((HEADER, rid))
 
 
 class RecordAnswers:
@@ -82,25 +82,31 @@ class RequestObserver:
         self.metrics = metrics
         self.request_ids = request_ids
         self.access_log = access_log
+        # Bound once: the attribute lookups cost as much as some of the work per request.
+        self._id_of = request_ids.of if request_ids is not None else None
+        self._observe = metrics.requests.observe if metrics is not None else None
+        # With request ids alone, the end of a request has nothing to record.
+        self._records = metrics is not None or access_log
 
     def begin(self, scope: Scope) -> float:
-        request_ids = self.request_ids
-        if request_ids is not None:
-            rid = request_ids.of(scope["headers"])
-            scope[HEADERS_KEY] = [(HEADER, rid)]
+        id_of = self._id_of
+        if id_of is not None:
+            rid = scope[REQUEST_ID_KEY] = id_of(scope["headers"])
             request_id.set(rid)
         return perf_counter()
 
     def end(self, scope: Scope, started: float) -> None:
+        if not self._records:
+            return
         elapsed = perf_counter() - started
         # 500 when nothing answered: the app failed before it started a response, and the
         # server answers 500.
         status: int = scope.get(STATUS_KEY, 500)
         method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
         route = route_of(scope)
-        if self.metrics is not None:
+        if self._observe is not None:
             # The status stays an int here; the flush writes label values.
-            self.metrics.requests.observe((method, route, status), elapsed)
+            self._observe((method, route, status), elapsed)
         if self.access_log:
             # The client as uvicorn's proxy-headers rule decided it: the load balancer's
             # X-Forwarded-For, believed only from C50K_SERVER_FORWARDED_ALLOW_IPS.

@@ -85,12 +85,11 @@ class ReplicatedStore(PoolStatsSource, Protocol):
 class _Observations:
     """Observations of one label set since the last flush."""
 
-    __slots__ = ("buckets", "count", "sum")
+    __slots__ = ("buckets", "sum")
 
     def __init__(self, buckets: int) -> None:
-        self.count = 0
         self.sum = 0.0
-        self.buckets = [0] * buckets
+        self.buckets = [0] * buckets  # Their sum is the count.
 
 
 class PendingHistogram:
@@ -109,10 +108,10 @@ class PendingHistogram:
 
     def observe(self, labels: tuple[object, ...], seconds: float) -> None:
         """`labels`: values in the metric's label order; str() is applied at the flush."""
-        pending = self._pending.get(labels)
-        if pending is None:
+        try:
+            pending = self._pending[labels]
+        except KeyError:  # The first of this label set since the flush.
             pending = self._pending[labels] = _Observations(len(self._bounds) + 1)
-        pending.count += 1
         pending.sum += seconds
         # prometheus_client keeps bucket i for `value <= bound i`: bisect_left finds it.
         pending.buckets[bisect_left(self._bounds, seconds)] += 1
@@ -130,7 +129,7 @@ class PendingHistogram:
                     value.inc(count)
             child._sum.inc(seen.sum)
             if self._counter is not None:
-                self._counter.labels(*labels).inc(seen.count)
+                self._counter.labels(*labels).inc(sum(seen.buckets))
 
 
 @dataclass(slots=True)
