@@ -129,6 +129,7 @@ def test_haproxy_refuses_oversized_bodies() -> None:
 def test_nginx_proxies_with_keepalive_and_forwarded_headers() -> None:
     text = render("nginx", settings_with())
     for line in [
+        "zone apps 256k;",
         "least_conn;",
         "server 10.0.0.2:8000 weight=50 max_fails=1 fail_timeout=2s;",
         # Fail open: never-failing copies take traffic only when every instance rests.
