@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,10 @@ def put_head(marker: str, framing: str) -> str:
         f"PUT /items/5?m={marker} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"{framing}\r\n"
     )
+
+
+def served_in_all(edge: Edge) -> int:
+    return sum(edge.served(app) for app in edge.apps)
 
 
 def reached_an_instance(edge: Edge, marker: str) -> bool:
@@ -216,6 +221,10 @@ def test_haproxy_queues_beyond_maxconn_then_answers_503(tmp_path: Path) -> None:
                 pool.map(lambda i: httpx.get(f"{edge.url}/items/{i}", timeout=10).status_code,
                          range(1, 9))
             )  # fmt: skip
-            reached = sum(edge.served(app) for app in edge.apps)
+            # Access lines are written once the answers have gone out: wait for the two, and
+            # a moment more for any third that should not exist.
+            edge.wait_until("both answers logged", lambda: served_in_all(edge) >= 2, 5)
+            time.sleep(0.5)
+            reached = served_in_all(edge)
     assert sorted(statuses) == [200, 200] + [503] * 6, statuses
     assert reached == 2
