@@ -33,6 +33,21 @@ SETTINGS_FILE_ENV = "C50K_SETTINGS_FILE"
 MAX_ITEM_ID = 2**63 - 1
 
 
+# Of the memory the workers share, what they may fill before refusing new requests.
+MEMORY_SHARE = 0.9
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory, or the cgroup's limit when it is lower (a container)."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = CGROUP_MEMORY_MAX.read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
+
+
 def connection_budget_for(nofile: int, upstream_connections: int) -> int:
     """Connections a worker may hold with `nofile` files: the rest go to the upstream pool and
     to RESERVED_FILES_PER_WORKER."""
@@ -96,11 +111,39 @@ class ServerSettings(BaseModel):
         description="Connections a worker holds before answering 503 "
         "(default: open-file limit minus upstream pool minus 256).",
     )
-    max_in_flight: int = Field(
-        default=1000,
+    # Admission is by waiting time (runtime/admission.py). 10 s: a closed loop of 50,000
+    # connections on 4 workers of a 2-core machine queues each request a few seconds at most
+    # (BENCHMARKS.md), and a balancer's server timeout (30 s rendered) must cover the queue
+    # plus the request deadline.
+    max_queue_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request that waited longer than this for its worker's event loop is "
+        "answered 503, and new ones are refused until the queue has drained to half of it.",
+    )
+    queue_target_seconds: float = Field(
+        default=0.0,
         ge=0,
-        description="Requests a worker works on at once; more get a fast 503 with "
-        "Retry-After (0: no limit).",
+        description="A queueing-delay objective (CoDel's target): when every request waits at "
+        "least this long for an interval, the worker refuses new ones until its queue drains "
+        "(0: off; only the maximum applies).",
+    )
+    queue_interval_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How long delays must stay at or above the target before the worker sheds.",
+    )
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Requests a worker works on at once; more get a fast 503 (0: no count "
+        "limit; admission is by waiting time).",
+    )
+    memory_limit_mb: int | None = Field(
+        default=None,
+        ge=16,
+        description="Resident memory of a worker above which it refuses new requests "
+        "(default: 90% of the machine's or its cgroup's memory, shared by the workers).",
     )
     # Never "*": uvicorn would believe the leftmost X-Forwarded-For, which the client writes.
     forwarded_allow_ips: str = Field(
@@ -129,6 +172,21 @@ class ServerSettings(BaseModel):
         return [
             f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in self.host.split(",")
         ]
+
+    @model_validator(mode="after")
+    def _target_below_maximum(self) -> ServerSettings:
+        if self.queue_target_seconds >= self.max_queue_seconds:
+            raise ValueError(
+                f"queue_target_seconds ({self.queue_target_seconds}) must be below "
+                f"max_queue_seconds ({self.max_queue_seconds})"
+            )
+        return self
+
+    def memory_limit_bytes(self) -> int:
+        """Resident memory one worker may use before it refuses new requests."""
+        if self.memory_limit_mb is not None:
+            return self.memory_limit_mb * 1024 * 1024
+        return int(MEMORY_SHARE * machine_memory_bytes() / self.workers)
 
     def connection_budget(self, upstream_connections: int) -> int:
         """Connections a worker accepts before it answers 503 instead of running out of files."""
@@ -254,6 +312,25 @@ class CacheSettings(BaseModel):
     max_items: int = Field(
         default=100_000, ge=1, description="Entries per worker; least recently used go first."
     )
+    # Half the TTL: a refresh waits one loop iteration per await, seconds on a saturated
+    # worker, and must land before the entry expires.
+    refresh_ahead: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A hit on an entry older than this share of its TTL reloads it in the "
+        "background, so hot entries never expire (1: reload only once expired).",
+    )
+    stale_while_revalidate_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="After its TTL an item is served stale this long while one refresh runs.",
+    )
+    stale_if_error_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After its TTL an item is served stale this long when its refresh fails.",
+    )
 
 
 class RedisSettings(BaseModel):
@@ -281,16 +358,6 @@ class RedisSettings(BaseModel):
         ge=10,
         description="One loader per key across the fleet holds a lease this long; the others "
         "wait for its value at most this long, then load themselves.",
-    )
-    stale_while_revalidate_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        description="After its TTL an item is served stale this long while one refresh runs.",
-    )
-    stale_if_error_seconds: float = Field(
-        default=60.0,
-        ge=0,
-        description="After its TTL an item is served stale this long when the refresh fails.",
     )
     namespace: str = Field(default="c50k", min_length=1, description="Prefix of every key.")
     # Bump it when the value format changes: old keys are then never read, and expire.

@@ -79,7 +79,7 @@ async def test_entries_expire_after_their_ttl(redis_server: RedisServer) -> None
     upstream = FakeUpstream(items={1})
     timing = {"stale_while_revalidate_seconds": 0, "stale_if_error_seconds": 0}
     async with fleet(
-        redis_server, upstream_chain(upstream), 2, cache={"ttl_seconds": 0.3}, **timing
+        redis_server, upstream_chain(upstream), 2, cache={"ttl_seconds": 0.3, **timing}
     ) as (first, second):
         await first.get(1)
         await asyncio.sleep(0.1)
@@ -149,7 +149,7 @@ async def past_its_ttl(
     """One worker, and item 1 as it loaded it, now past its TTL (0.3 s) in Redis and in the
     in-process layer."""
     async with fleet(
-        server, upstream_chain(upstream), 1, cache={"ttl_seconds": 0.3}, **windows
+        server, upstream_chain(upstream), 1, cache={"ttl_seconds": 0.3, **windows}
     ) as (worker,):
         fresh = await worker.get(1)
         await asyncio.sleep(0.4)
@@ -285,8 +285,8 @@ async def test_stale_answers_say_so_in_a_header(redis_server: RedisServer) -> No
     settings = Settings.model_validate(
         {
             "store": {"backend": "memory"},
-            "cache": {"ttl_seconds": 0.3},
-            "redis": {"url": redis_server.url, "ttl_jitter": 0, "stale_if_error_seconds": 0},
+            "cache": {"ttl_seconds": 0.3, "stale_if_error_seconds": 0},
+            "redis": {"url": redis_server.url, "ttl_jitter": 0},
         }
     )
     store = MemoryStore()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -62,3 +63,31 @@ async def test_a_task_can_use_several_deadlines_in_turn() -> None:
     current = asyncio.current_task()
     assert current is not None
     assert current.cancelling() == 0
+
+
+async def test_time_the_loop_spent_on_other_work_does_not_count() -> None:
+    deadlines = Deadlines(0.1, resolution=0.01)
+
+    async def request() -> str:
+        try:
+            async with deadlines.within():
+                await asyncio.sleep(0.03)
+        except TimeoutError:
+            return "late"
+        return "ok"
+
+    def busy_loop() -> None:
+        # Another request's work holds the event loop three deadlines long.
+        until = time.monotonic() + 0.3
+        while time.monotonic() < until:
+            pass
+
+    task = asyncio.ensure_future(request())
+    await asyncio.sleep(0)  # The request starts and waits on its "source".
+    asyncio.get_running_loop().call_soon(busy_loop)
+    assert await task == "ok"
+
+    # The lag measured then does not make later deadlines longer: a slow source still times out.
+    with pytest.raises(TimeoutError):
+        async with deadlines.within():
+            await asyncio.sleep(1)

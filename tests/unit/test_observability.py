@@ -41,7 +41,9 @@ from c50k.observability.multiprocess import ENV, MetricsHooks
 from c50k.observability.prometheus_config import parse_instances, render_scrape_config
 from c50k.observability.requestid import RequestIds, request_id, sane_request_id
 from c50k.observability.tracing import tracing_requested
+from c50k.runtime.admission import Admission, QueuePolicy
 from c50k.settings import MetricsSettings
+from tests.unit.fakes import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = [0.0, 0.0001, 0.00025, 0.0003, 0.001, 0.004, 0.02, 0.7, 3.0, 10.0, 42.0]
@@ -205,7 +207,7 @@ async def test_instrumentation_counts_labels_and_returns_the_request_id() -> Non
     for status, route, method, through_fastapi in cases:
         inner = app_answering(status, route, through_fastapi=through_fastapi)
         observer = RequestObserver(metrics=metrics, request_ids=RequestIds(), access_log=True)
-        wrapped = AdmissionControl(inner, max_in_flight=0, observer=observer)
+        wrapped = AdmissionControl(inner, Admission(QueuePolicy()), observer=observer)
         scope = {"type": "http", "method": method, "path": "/x", "headers": []}
         await wrapped(scope, receive, send)
     metrics.flush()
@@ -233,7 +235,7 @@ async def test_a_request_that_fails_before_answering_counts_as_500() -> None:
         raise AssertionError
 
     observer = RequestObserver(metrics=metrics, request_ids=None, access_log=False)
-    wrapped = AdmissionControl(failing, max_in_flight=0, observer=observer)
+    wrapped = AdmissionControl(failing, Admission(QueuePolicy()), observer=observer)
     with pytest.raises(RuntimeError):
         await wrapped({"type": "http", "method": "GET", "path": "/", "headers": []}, unused, ignore)
     metrics.flush()
@@ -331,8 +333,10 @@ async def test_shed_requests_are_counted_with_their_route_and_the_shed_counter()
         await send({"type": "http.response.body", "body": b"{}"})
 
     observer = RequestObserver(metrics=metrics, request_ids=RequestIds(), access_log=False)
-    admission = AdmissionControl(slow, max_in_flight=1, observer=observer)
-    metrics.add_sampler(lambda: metrics.publish_delta(metrics.http_shed, ("shed",), admission.shed))
+    clock = Clock()
+    rule = Admission(QueuePolicy(max_queue_seconds=10.0), max_in_flight=1, clock=clock)
+    metrics.watch_admission(rule)
+    admission = AdmissionControl(slow, rule, observer=observer)
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
@@ -346,13 +350,21 @@ async def test_shed_requests_are_counted_with_their_route_and_the_shed_counter()
 
     held = asyncio.ensure_future(admission(scope(), receive, send))
     await asyncio.sleep(0)  # The first request is in flight now.
-    await admission(scope(), receive, send)  # Over the limit: shed.
+    await admission(scope(), receive, send)  # Over the count limit: shed.
+    late = scope()
+    rule.at_door(late)
+    clock.now += 12.0
+    await admission(late, receive, send)  # Waited past the maximum: shed.
     release.set()
     await held
     metrics.flush()
     labels = {"method": "GET", "route": UNMATCHED_ROUTE}
-    assert registry.get_sample_value("c50k_http_requests_total", labels | {"status": "503"}) == 1
+    assert registry.get_sample_value("c50k_http_requests_total", labels | {"status": "503"}) == 2
     routed = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
     assert registry.get_sample_value("c50k_http_requests_total", routed) == 1
-    assert registry.get_sample_value("c50k_http_requests_shed_total", {}) == 1
+    for reason in ("in_flight", "queue"):
+        assert registry.get_sample_value("c50k_http_requests_shed_total", {"reason": reason}) == 1
+    # The late request's wait is in the queueing-delay histogram.
+    assert registry.get_sample_value("c50k_http_queue_seconds_count", {}) == 1
+    assert registry.get_sample_value("c50k_http_queue_seconds_sum", {}) == 12.0
     assert all(b"x-request-id" in dict(m["headers"]) for m in sent if "headers" in m)

@@ -141,7 +141,9 @@ class ItemService:
         entry = self._cache.peek(item_id)
         if entry is None:
             return None
-        return Side(entry.body, True) if entry.body is not None else _NOT_FOUND
+        if entry.body is None:
+            return _NOT_FOUND
+        return Side(entry.body, True, entry.stale)
 
     async def _side(self, item_id: int) -> Side:
         try:

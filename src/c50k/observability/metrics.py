@@ -25,7 +25,7 @@ import asyncio
 import enum
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -82,6 +82,19 @@ class ReplicatedStore(PoolStatsSource, Protocol):
     def observe_pool_waits(self, observer: Callable[[str, str, float], None]) -> None: ...
 
 
+class AdmissionCounts(Protocol):
+    """What `watch_admission` reads of a worker's admission control (runtime/admission.py)."""
+
+    in_flight: int
+    observe_wait: Callable[[float], None] | None
+
+    @property
+    def shed(self) -> Mapping[str, int]: ...
+
+    @property
+    def shedding(self) -> bool: ...
+
+
 class _Observations:
     """Observations of one label set since the last flush."""
 
@@ -120,7 +133,8 @@ class PendingHistogram:
         pending, self._pending = self._pending, {}
         for key, seen in pending.items():
             labels = [str(value) for value in key]
-            child = self._histogram.labels(*labels)
+            # A histogram without labels is its own child.
+            child = self._histogram.labels(*labels) if labels else self._histogram
             # prometheus_client has no public "add n observations to bucket i"; its child keeps
             # one value per bucket (not cumulative) and one for the sum. A unit test checks
             # this gives what observe() would.
@@ -165,13 +179,23 @@ class Metrics:
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
         self.http_shed = Counter(
-            "c50k_http_requests_shed", "Requests answered 503 by admission control.", registry=r
-        )
-        self.connections_refused = Counter(
-            "c50k_http_connections_refused",
-            "Requests answered 503 by a worker at its connection cap.",
+            "c50k_http_requests_shed",
+            "Requests answered 503 by admission control, by reason (queue, memory, "
+            "connections, in_flight).",
+            ["reason"],
             registry=r,
         )
+        self.http_queue = Histogram(
+            "c50k_http_queue_seconds",
+            "How long requests waited for their worker's event loop before work started.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.http_shedding = Gauge(
+            "c50k_http_shedding",
+            "1 while a worker refuses new requests at the door (its queue stands above the "
+            "limit, or its memory is high); the most of the live workers.",
+            multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
         self.upstream_requests = Counter(
             "c50k_upstream_requests", "Calls to the upstream API, by outcome.", ["outcome"],
             registry=r,
@@ -220,6 +244,7 @@ class Metrics:
         )  # fmt: skip
 
         self.requests = PendingHistogram(self.http_duration, self.http_requests)
+        self._queue = PendingHistogram(self.http_queue)
         self.upstream = PendingHistogram(self.upstream_duration, self.upstream_requests)
         self._pool_wait = PendingHistogram(self.pool_wait)
         self._samplers: list[Callable[[], None]] = []
@@ -284,6 +309,21 @@ class Metrics:
 
         self.add_sampler(sample)
 
+    def watch_admission(self, admission: AdmissionCounts) -> None:
+        """Requests in flight, shed by reason, queueing delays, and whether the worker sheds."""
+        observe = self._queue.observe
+        no_labels = ()
+        admission.observe_wait = lambda seconds: observe(no_labels, seconds)
+
+        def sample() -> None:
+            self.http_in_flight.set(admission.in_flight)
+            self.http_shedding.set(1 if admission.shedding else 0)
+            for reason, total in admission.shed.items():
+                child = self.http_shed.labels(reason)
+                self.publish_delta(child, ("shed", reason), total)
+
+        self.add_sampler(sample)
+
     def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
         self.breaker_state.labels(breaker).set(int(state))
 
@@ -316,6 +356,7 @@ class Metrics:
             except Exception:
                 logger.exception("pool stats of %r failed", source)
         self.requests.flush()
+        self._queue.flush()
         self.upstream.flush()
         self._pool_wait.flush()
 
