@@ -47,7 +47,7 @@ async def serving(admission: Admission, cap: int | None = None) -> AsyncIterator
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(WAIT_SECONDS):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 -- uvicorn sets a flag, not an event.
                 await asyncio.sleep(0.01)
         yield sock.getsockname()[1]
     finally:

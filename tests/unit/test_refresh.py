@@ -88,9 +88,9 @@ async def test_an_expired_entry_is_served_stale_while_exactly_one_refresh_runs()
     assert cache.stats.stale_while_revalidate == 101
     loader.gate.set()
     await settle()
-    entry = cache.peek(1)
-    assert entry is not None
-    assert (entry.body, entry.stale) == (b'{"id":1,"v":2}', None)
+    refreshed = cache.peek(1)
+    assert refreshed is not None
+    assert (refreshed.body, refreshed.stale) == (b'{"id":1,"v":2}', None)
     await cache.close()
 
 
