@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 
 from c50k.exceptions import ItemNotFound
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 
 def item(item_id: int, source: str) -> ItemJson:

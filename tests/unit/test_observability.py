@@ -35,13 +35,13 @@ from c50k.observability.metrics import (
     CacheCounts,
     Metrics,
     PendingHistogram,
-    PoolStats,
 )
 from c50k.observability.multiprocess import ENV, MetricsHooks
 from c50k.observability.prometheus_config import parse_instances, render_scrape_config
 from c50k.observability.requestid import RequestIds, request_id, sane_request_id
 from c50k.observability.tracing import tracing_requested
 from c50k.settings import MetricsSettings
+from c50k.types import PoolStats
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = [0.0, 0.0001, 0.00025, 0.0003, 0.001, 0.004, 0.02, 0.7, 3.0, 10.0, 42.0]

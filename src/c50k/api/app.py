@@ -26,9 +26,9 @@ from c50k.cache.readthrough import Freshness, LocalTtl, ReadThroughCache
 from c50k.cache.shared import RedisLayer
 from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
-from c50k.items.sources import Reads, SourceChain, Upstream
+from c50k.items.sources import SourceChain
 from c50k.observability.instrumentation import RecordAnswers, RequestObserver
-from c50k.observability.metrics import Metrics, ReplicatedStore
+from c50k.observability.metrics import Metrics
 from c50k.observability.refusals import Refusals
 from c50k.observability.requestid import RequestIds
 from c50k.observability.tracing import (
@@ -41,8 +41,9 @@ from c50k.observability.tracing import (
 )
 from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
-from c50k.store.base import ItemJson, ItemStore
+from c50k.store.base import ItemStore
 from c50k.store.factory import open_store
+from c50k.types import ItemJson, Reads, ReplicatedStore, Upstream
 from c50k.upstream.client import UpstreamClient
 
 logger = logging.getLogger(__name__)

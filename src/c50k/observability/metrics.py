@@ -25,14 +25,14 @@ import asyncio
 import enum
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from c50k.cache.breaker import CircuitBreaker
 from c50k.cache.stats import CacheStats
+from c50k.types import PoolStatsSource, ReplicatedStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,30 +56,6 @@ BREAKER_STATES = {
     "half-open": BreakerState.HALF_OPEN,
     "open": BreakerState.OPEN,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    shard: str
-    role: str  # "primary" or "replica"
-    size: int
-    checked_out: int
-    overflow: int
-
-
-class PoolStatsSource(Protocol):
-    def pool_stats(self) -> Iterable[PoolStats]: ...
-
-
-@runtime_checkable
-class ReplicatedStore(PoolStatsSource, Protocol):
-    """What `watch_replicated_store` reads of a store with shards and replicas."""
-
-    def reads_by_shard_and_role(self) -> Iterable[tuple[str, str, int]]: ...
-
-    def replication_lags(self) -> Iterable[tuple[str, str, float]]: ...
-
-    def observe_pool_waits(self, observer: Callable[[str, str, float], None]) -> None: ...
 
 
 class _Observations:
