@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from c50k.render.inventory import Instance, format_instances, parse_instances
+from c50k.inventory import Instance, format_instances, parse_instances
 
 # Files a worker keeps for itself beyond client connections: listening socket, logs, the
 # store's files, the event loop's own descriptors, and connections that are being refused.

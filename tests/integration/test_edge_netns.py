@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from c50k.bench.sampling import process_tree
-from c50k.render.inventory import Instance, format_instances
+from c50k.inventory import Instance, format_instances
 from c50k.settings import LbSettings, Settings
 from c50k.stack.balancer import launch_balancer
 from c50k.stack.process import ManagedProcess, free_port, http_ok

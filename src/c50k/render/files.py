@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from c50k.render.inventory import is_private
+from c50k.inventory import is_private
 from c50k.runtime.serving import gunicorn_hooks, gunicorn_settings
 from c50k.settings import Settings
 
