@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c50k.api.admission import AdmissionControl
+from c50k.inventory import parse_instances
 from c50k.observability.dashboard import dashboard, metric_names, render
 from c50k.observability.instrumentation import (
     ROUTE_KEY,
@@ -37,7 +38,7 @@ from c50k.observability.metrics import (
     PendingHistogram,
 )
 from c50k.observability.multiprocess import ENV, MetricsHooks
-from c50k.observability.prometheus_config import parse_instances, render_scrape_config
+from c50k.observability.prometheus_config import render_scrape_config
 from c50k.observability.requestid import RequestIds, request_id, sane_request_id
 from c50k.observability.tracing import tracing_requested
 from c50k.settings import MetricsSettings
@@ -251,17 +252,17 @@ def test_route_of_prefers_the_template() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "host", "host:", "host:0", "host:70000", "a b:1", "h:1,h:1", "[nope]:1"]
+    "text", ["", "host", "host:", "host:0", "host:70000", "a b:1", "h:1,h:1", "[nope]:1", "h:1@5"]
 )
 def test_bad_instances_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"instance|instances"):
-        parse_instances(text)
+        parse_instances(text, weighted=False)
 
 
 def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool is not None, "promtool is missing: scripts/system-deps installs prometheus"
-    instances = parse_instances("127.0.0.1:9101, app-2.internal:9101,[::1]:9102")
+    instances = parse_instances("127.0.0.1:9101, app-2.internal:9101,[::1]:9102", weighted=False)
     text = render_scrape_config(instances, job="c50k", interval_seconds=5)
     assert "'[::1]:9102'" in text
     path = tmp_path / "prometheus.yml"

@@ -80,10 +80,8 @@ def render_prometheus(
 ) -> None:
     """prometheus.yml: a scrape config for every instance's metrics exporter."""
     from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
-    from c50k.observability.prometheus_config import (  # noqa: PLC0415
-        parse_instances,
-        render_scrape_config,
-    )
+    from c50k.inventory import parse_instances  # noqa: PLC0415
+    from c50k.observability.prometheus_config import render_scrape_config  # noqa: PLC0415
 
     if instances is None:
         settings = load_settings()
@@ -91,7 +89,9 @@ def render_prometheus(
         port = settings.metrics.port
         instances = ",".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
     try:
-        text = render_scrape_config(parse_instances(instances), job=job, interval_seconds=interval)
+        text = render_scrape_config(
+            parse_instances(instances, weighted=False), job=job, interval_seconds=interval
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if output is None:
