@@ -17,6 +17,7 @@ from c50k import __version__
 from c50k.api.admission import AdmissionControl
 from c50k.api.errors import install_error_handlers
 from c50k.api.fastpath import ItemsFastPath
+from c50k.api.lifecycle import Lifecycle
 from c50k.api.middleware import CloseWhileDraining
 from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
@@ -39,7 +40,6 @@ from c50k.observability.tracing import (
     traced,
     tracing_requested,
 )
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
 from c50k.store.base import ItemStore
 from c50k.store.factory import open_store
