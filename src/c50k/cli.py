@@ -10,10 +10,10 @@ import typer
 from pydantic import ValidationError
 
 from c50k import __version__
-from c50k.render.commands import render_app
+from c50k.commands.db import db_app
+from c50k.commands.render import render_app
+from c50k.commands.stack import stack_app
 from c50k.settings import Settings, configuration_table
-from c50k.stack.commands import stack_app
-from c50k.store.commands import db_app
 
 app = typer.Typer(
     name="c50k",
