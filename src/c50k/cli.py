@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from c50k import __version__
+from c50k.commands.config import config_app, load_settings
 from c50k.commands.db import db_app
 from c50k.commands.render import render_app
 from c50k.commands.stack import stack_app
-from c50k.settings import Settings, configuration_table
 
 app = typer.Typer(
     name="c50k",
@@ -39,14 +38,6 @@ def _root(
 ) -> None:
     """Every setting comes from C50K_* environment variables (docs/configuration.md);
     command-line flags override them."""
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        typer.echo(f"c50k: invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -187,21 +178,7 @@ def bench(
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(render_app, name="render")
-
-config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
 app.add_typer(config_app, name="config")
-
-
-@config_app.command("show")
-def config_show() -> None:
-    """Print the effective settings (environment applied) as JSON."""
-    typer.echo(load_settings().model_dump_json(indent=2))
-
-
-@config_app.command("docs")
-def config_docs() -> None:
-    """Print the table of every C50K_* variable (docs/configuration.md holds it)."""
-    typer.echo(configuration_table(), nl=False)
 
 
 @app.command()

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from c50k.commands.config import load_settings
+
 render_app = typer.Typer(
     help="Write a deployment file from the settings (C50K_* variables or C50K_SETTINGS_FILE) "
     "and the inventory of app instances (C50K_LB_INSTANCES).",
@@ -38,7 +40,6 @@ def _command(kind: str) -> Callable[[Output, Check, RuntimeDir], None]:
     def command(
         output: Output = None, check: Check = False, runtime_dir: RuntimeDir = "/run/c50k"
     ) -> None:
-        from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
         from c50k.render.files import KINDS, Placement, RenderError, render, validate  # noqa: PLC0415
 
         chosen = next(k for k in KINDS if k == kind)
@@ -79,7 +80,6 @@ def render_prometheus(
     output: Output = None,
 ) -> None:
     """prometheus.yml: a scrape config for every instance's metrics exporter."""
-    from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
     from c50k.inventory import parse_instances  # noqa: PLC0415
     from c50k.observability.prometheus_config import render_scrape_config  # noqa: PLC0415
 
