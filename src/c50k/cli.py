@@ -164,6 +164,7 @@ def bench(
         raise typer.BadParameter(f"--target does not apply to {', '.join(local_only)}")
     options = BenchOptions(
         scenarios=names,
+        settings=load_settings(),
         duration_seconds=duration,
         addresses=addresses,
         targets=chosen,

@@ -7,8 +7,10 @@ field, so `C50K_UPSTREAM_URL` sets `upstream.url` and `C50K_SERVER_WORKERS` sets
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +30,10 @@ RESERVED_FILES_PER_WORKER = 256
 
 # A TOML file of settings (`c50k stack up` writes one); C50K_* variables override it.
 SETTINGS_FILE_ENV = "C50K_SETTINGS_FILE"
+# After SIGTERM a worker drains, finishes its requests, then closes its pools (this long).
+WORKER_CLOSE_SECONDS = 2
+# ... and gunicorn's master exits this long after its last worker.
+MASTER_EXIT_SECONDS = 3
 
 # Largest item id: ids are signed 64-bit integers in every store.
 MAX_ITEM_ID = 2**63 - 1
@@ -138,6 +144,18 @@ class ServerSettings(BaseModel):
         if soft == resource.RLIM_INFINITY:
             soft = 1_048_576
         return connection_budget_for(soft, upstream_connections)
+
+    @property
+    def worker_stop_seconds(self) -> int:
+        """How long gunicorn lets a worker stop before it kills it: the drain, then in-flight
+        requests, then closing pools."""
+        return math.ceil(self.drain_seconds + self.graceful_timeout_seconds) + WORKER_CLOSE_SECONDS
+
+    @property
+    def stop_seconds(self) -> int:
+        """How long an instance (gunicorn's master and its workers) may take to stop after
+        SIGTERM before a process manager kills it."""
+        return self.worker_stop_seconds + MASTER_EXIT_SECONDS
 
 
 class UpstreamSettings(BaseModel):
@@ -506,7 +524,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = os.environ.get(SETTINGS_FILE_ENV)
+        path = _settings_file.get() or os.environ.get(SETTINGS_FILE_ENV)
         if not path:
             return (init_settings, env_settings)
         if not Path(path).is_file():
@@ -530,6 +548,20 @@ class Settings(BaseSettings):
                 f"upstream call's timeout ({self.upstream.timeout_seconds} s)"
             )
         return self
+
+
+# The file `instance_settings` reads in place of C50K_SETTINGS_FILE's.
+_settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
+
+def instance_settings(settings_file: Path) -> Settings:
+    """What a process started with C50K_SETTINGS_FILE=`settings_file` in this environment
+    reads: the stack's view of an app instance it starts."""
+    token = _settings_file.set(settings_file)
+    try:
+        return Settings()
+    finally:
+        _settings_file.reset(token)
 
 
 def configuration_table() -> str:

@@ -95,7 +95,7 @@ class Edge:
             metrics_port=int(record.extra["metrics_port"] or 0),
         )
         self.restarted.append(process)
-        start_instance(process, record.host, record.port)
+        start_instance(process, record.host, record.port, self.state.settings_path)
         return process
 
     def wait_until(self, condition: str, check: Callable[[], bool], timeout: float = 15.0) -> float:

@@ -133,12 +133,11 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     lifecycle: Lifecycle | None = None,
     *,
     store: ItemStore | None = None,
 ) -> FastAPI:
-    settings = settings if settings is not None else Settings()
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     metrics = Metrics() if settings.metrics.enabled else None
     # FastAPI's native OpenTelemetry looked up the tracer provider, and with it os.environ, on

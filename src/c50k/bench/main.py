@@ -23,6 +23,7 @@ from c50k.bench.runner import Context
 from c50k.bench.scenarios import ScenarioResult, fanout, hot
 from c50k.bench.stress import burst, c50k, overload
 from c50k.bench.targets_setup import ALL_TARGETS
+from c50k.settings import Settings
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
     "hot": hot,
@@ -41,6 +42,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 @dataclass(frozen=True)
 class BenchOptions:
     scenarios: list[str]
+    settings: Settings
     duration_seconds: int = 15
     addresses: int = 4
     targets: tuple[str, ...] = ALL_TARGETS
@@ -68,6 +70,7 @@ async def run_scenario(name: str, options: BenchOptions, console: Console) -> Pa
         baselines_dir=(options.bench_dir / "baselines").resolve(),
         targets=targets,
         console=console,
+        settings=options.settings,
         external_url=options.external_url,
         connections=options.connections,
     )

@@ -31,11 +31,9 @@ from c50k.bench.targets_setup import (
     start_target,
     workers_for_connections,
 )
-from c50k.settings import UpstreamSettings, connection_budget_for
+from c50k.settings import connection_budget_for
 from c50k.stack.process import free_port
 
-# c50k's per-worker connection budget at this machine's open-file limit.
-UPSTREAM_POOL = UpstreamSettings().max_connections
 RSS_TARGET_BYTES_PER_CONNECTION = 8 * 1024
 # Overload: admitted requests should finish within this; it sizes the in-flight limit.
 LATENCY_TARGET_SECONDS = 0.1
@@ -44,7 +42,8 @@ ADMITTED_P99_TARGET_MS = 250
 
 
 def _budget(ctx: Context) -> int:
-    return connection_budget_for(ctx.machine.nofile_soft, UPSTREAM_POOL)
+    """c50k's per-worker connection budget at this machine's open-file limit."""
+    return connection_budget_for(ctx.machine.nofile_soft, ctx.settings.upstream.max_connections)
 
 
 def check_bodies(step: Step, answer_length: int) -> None:

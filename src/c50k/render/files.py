@@ -160,7 +160,7 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "python": placement.python,
             "binds": ", ".join(server.binds),
             "drain": server.drain_seconds,
-            "stop_seconds": math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 5,
+            "stop_seconds": server.stop_seconds,
             "nofile": lb.nofile,
         }
     return common | {
