@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from c50k import __version__
+from c50k.bench.registry import names_help, select
 from c50k.commands.config import config_app, load_settings
 from c50k.commands.db import db_app
 from c50k.commands.render import render_app
@@ -116,9 +117,7 @@ def seed(
 def bench(
     scenario: Annotated[
         str,
-        typer.Argument(
-            help="hot, fanout, c50k, burst, overload, locust, hot-redis, stampede, db, or all."
-        ),
+        typer.Argument(help=names_help()),
     ],
     duration: Annotated[
         int, typer.Option(min=1, help="Seconds per closed-loop step (hot, fanout).")
@@ -151,19 +150,15 @@ def bench(
     Starts everything it measures on loopback addresses and stops it afterwards; never
     changes a system setting, but names the one that capped a run.
     """
-    from c50k.bench.main import SCENARIOS, BenchOptions, run_bench  # noqa: PLC0415
+    try:
+        scenarios = select(scenario, external=target is not None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    from c50k.bench.main import BenchOptions, run_bench  # noqa: PLC0415 -- keep --help fast.
 
-    names = list(SCENARIOS) if scenario == "all" else [scenario]
-    unknown = [n for n in names if n not in SCENARIOS]
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
-    if unknown:
-        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; choose from {list(SCENARIOS)}")
-    local_only = sorted({"overload", "locust", "hot-redis", "stampede"} & set(names))
-    if target is not None and local_only:
-        # Both configure the c50k they measure (its admission limit, its store and upstream).
-        raise typer.BadParameter(f"--target does not apply to {', '.join(local_only)}")
     options = BenchOptions(
-        scenarios=names,
+        scenarios=[s.name for s in scenarios],
         settings=load_settings(),
         duration_seconds=duration,
         addresses=addresses,
