@@ -42,15 +42,12 @@ def start_instance(
     process.start()
     process.wait_until(lambda: http_ok(f"http://{host}:{port}/ready"), READY_TIMEOUT, "ready")
     server = instance_settings(settings_path).server
-    return ServiceRecord(
-        name=process.name,
-        kind="app",
-        pid=process.pid,
-        started=process.started,
-        host=host,
-        port=port,
-        log=str(process.log_path),
-        stop_signal=int(signal.SIGTERM),  # The drain: /ready 503 first, then in-flight requests.
+    return ServiceRecord.of(
+        process,
+        "app",
+        host,
+        port,
+        stop_signal=signal.SIGTERM,  # The drain: /ready 503 first, then in-flight requests.
         stop_timeout=server.stop_seconds,
     )
 
