@@ -75,7 +75,7 @@ class ServerSettings(BaseModel):
     keepalive_seconds: int = Field(
         default=75, ge=1, description="Idle keep-alive; keep it above the load balancer's."
     )
-    # 30 s killed workers in a 50,000-connection storm on 2 cores (FINDINGS.md); 300 s did not.
+    # 30 s killed workers in a 50,000-connection storm on 2 cores (BENCHMARKS.md); 300 s did not.
     worker_timeout_seconds: int = Field(
         default=300, ge=10, description="gunicorn restarts a worker silent this long."
     )
@@ -280,7 +280,7 @@ class RedisSettings(BaseModel):
         description="redis://host:port/db of the shared cache; unset: the in-process cache only.",
     )
     # Tens of milliseconds: a Redis that is down or stalled must cost a request little, and the
-    # breaker stops even that after a few failures (FINDINGS.md: redis-py waits forever by
+    # breaker stops even that after a few failures (docs/cache.md: redis-py waits forever by
     # default).
     connect_timeout_seconds: float = Field(default=0.05, gt=0, description="To connect.")
     socket_timeout_seconds: float = Field(default=0.05, gt=0, description="Per command.")

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c50k.api.admission import AdmissionControl
+from c50k.cache.breaker import CircuitBreaker
+from c50k.cache.stats import CacheStats
 from c50k.inventory import parse_instances
 from c50k.observability.dashboard import dashboard, metric_names, render
 from c50k.observability.instrumentation import (
@@ -33,7 +35,6 @@ from c50k.observability.metrics import (
     LATENCY_BUCKETS,
     UNMATCHED_ROUTE,
     BreakerState,
-    CacheCounts,
     Metrics,
     PendingHistogram,
 )
@@ -96,8 +97,10 @@ class Pools:
 def test_the_other_tiers_interface() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    counts = CacheCounts("redis", hits=5, misses=2, loads=1)
-    metrics.watch_cache(counts)
+    stats = CacheStats(redis_hits=5, redis_misses=2, loads=1)
+    breaker = CircuitBreaker(failures=1, open_seconds=60)
+    breaker.failure()
+    metrics.watch_cache_stats(stats, breaker)
     metrics.register_pools(Pools())
     metrics.observe_pool_wait("0", "primary", 0.003)
     metrics.set_replication_lag("0", "replica-1", 0.25)
@@ -108,7 +111,7 @@ def test_the_other_tiers_interface() -> None:
 
     metrics.add_sampler(broken)
     metrics.flush()
-    counts.hits += 3  # Cumulative: the next flush adds the growth only.
+    stats.redis_hits += 3  # Cumulative: the next flush adds the growth only.
     metrics.flush()
 
     def value(name: str, **labels: str) -> float | None:

@@ -16,7 +16,8 @@ Interface for the other tiers (all calls are cheap and never raise into the call
 - `metrics.register_pools(source)`: `source.pool_stats()` yields `PoolStats` (shard, role,
   size, checked out, overflow) at every flush; `metrics.observe_pool_wait(shard, role, s)` per
   checkout; `metrics.set_replication_lag(shard, replica, s)`.
-- `metrics.set_breaker_state(name, BreakerState.OPEN)`; cache levels use `CacheCounts`.
+- `metrics.set_breaker_state(name, BreakerState.OPEN)`; `metrics.watch_cache_stats(stats,
+  breaker)` publishes the cache's counters (cache/stats.py) by level.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import enum
 import logging
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -106,16 +106,6 @@ class PendingHistogram:
             child._sum.inc(seen.sum)
             if self._counter is not None:
                 self._counter.labels(*labels).inc(sum(seen.buckets))
-
-
-@dataclass(slots=True)
-class CacheCounts:
-    """What one cache level counts; its owner increments the fields, the flush reads them."""
-
-    level: str
-    hits: int = 0
-    misses: int = 0
-    loads: int = 0
 
 
 class Metrics:
@@ -262,18 +252,6 @@ class Metrics:
 
     def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
         self.breaker_state.labels(breaker).set(int(state))
-
-    def watch_cache(self, counts: CacheCounts) -> None:
-        level = counts.level
-        hits, misses = self.cache_hits.labels(level), self.cache_misses.labels(level)
-        loads = self.cache_loads.labels(level)
-
-        def sample() -> None:
-            self.publish_delta(hits, ("cache_hits", level), counts.hits)
-            self.publish_delta(misses, ("cache_misses", level), counts.misses)
-            self.publish_delta(loads, ("cache_loads", level), counts.loads)
-
-        self.add_sampler(sample)
 
     # Publishing.
     def flush(self) -> None:
