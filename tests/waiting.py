@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 POLL_SECONDS = 0.02
 WAIT_SECONDS = 15.0
@@ -32,15 +32,18 @@ def wait_until(
 
 
 async def eventually(
-    condition: Callable[[], bool],
+    condition: Callable[[], bool | Awaitable[bool]],
     what: str,
     within: float = WAIT_SECONDS,
     detail: Callable[[], str] | None = None,
 ) -> float:
-    """`wait_until` for a test on the event loop: the loop runs between polls."""
+    """`wait_until` for a test on the event loop: the loop runs between polls, and the
+    condition may be a coroutine (a probe that acts, then looks)."""
     deadline = time.monotonic() + within
-    while not condition():
+    while True:
+        held = condition()
+        if held if isinstance(held, bool) else await held:
+            return time.monotonic()
         if time.monotonic() > deadline:
             raise _failure(what, within, detail)
         await asyncio.sleep(POLL_SECONDS)
-    return time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -100,11 +101,19 @@ async def open_services(
     return Services(settings, lifecycle, store, upstream, cache, items)
 
 
-def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -> ReadThroughCache:
-    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one."""
+def open_cache(
+    settings: Settings,
+    load: Callable[[int], Awaitable[ItemJson]],
+    *,
+    timer: Callable[[], float] = time.monotonic,
+) -> ReadThroughCache:
+    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one. `timer` ages
+    the in-process entries (tests move it by hand)."""
     cache, redis_settings = settings.cache, settings.redis
     if redis_settings.url is None:
-        memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
+        memory = MemoryCache(
+            cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds, timer=timer
+        )
         return ReadThroughCache(memory, load)
     # In front of Redis, in-process entries live as long as in Redis while this worker hears
     # every invalidation, and local_ttl_seconds while it may miss some (docs/cache.md).
@@ -114,7 +123,9 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
         unheard=(min(cache.ttl_seconds, short), min(cache.negative_ttl_seconds, short)),
     )
     front: MemoryCache | None = (
-        MemoryCache(cache.max_items, *local_ttl.unheard, jitter=redis_settings.ttl_jitter)
+        MemoryCache(
+            cache.max_items, *local_ttl.unheard, timer=timer, jitter=redis_settings.ttl_jitter
+        )
         if redis_settings.local
         else None
     )
