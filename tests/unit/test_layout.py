@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def package_of(relative: str) -> str:
     return relative.replace("/", ".").removesuffix(".py").split(".")[0]
 
 
+@cache
 def modules() -> dict[str, ast.Module]:
     return {
         str(path.relative_to(SOURCE)): ast.parse(path.read_text(), str(path))
@@ -64,6 +66,7 @@ def imports(relative: str, tree: ast.Module) -> list[Import]:
     return found
 
 
+@cache
 def package_graph() -> dict[str, list[Import]]:
     """Package -> the imports that reach another package."""
     edges: dict[str, list[Import]] = defaultdict(list)
