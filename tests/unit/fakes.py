@@ -23,12 +23,10 @@ class FakeUpstream:
         self,
         items: set[int] | None = None,
         errors: dict[int, Exception] | None = None,
-        delay: float = 0.0,
         gate: asyncio.Event | None = None,
     ) -> None:
         self.items = items or set()
         self.errors = errors or {}
-        self.delay = delay
         self.gate = gate
         self.calls: Counter[int] = Counter()
         self.in_flight = 0
@@ -41,8 +39,6 @@ class FakeUpstream:
         try:
             if self.gate is not None:
                 await self.gate.wait()
-            if self.delay:
-                await asyncio.sleep(self.delay)
             if item_id in self.errors:
                 raise self.errors[item_id]
             if item_id not in self.items:
