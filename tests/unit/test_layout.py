@@ -1,6 +1,7 @@
 """The layout rules of README's "Architecture" section, read from the source itself: the
 packages of src/c50k import each other without a cycle, the command line is imported by no
-tier, and the settings are read from the environment only at a process's edge."""
+tier, the settings are read from the environment only at a process's edge, and gunicorn's
+master loads no metrics library."""
 
 from __future__ import annotations
 
@@ -124,6 +125,74 @@ def test_settings_are_read_from_the_environment_only_at_process_edges() -> None:
         and not node.keywords
     }
     assert {r.partition(":")[0] for r in readers} <= SETTINGS_EDGES.keys(), sorted(readers)
+
+
+@dataclass(frozen=True)
+class Module:
+    tree: ast.Module
+    package: str  # What a relative import is relative to: the module itself for __init__.py.
+
+
+@cache
+def by_name() -> dict[str, Module]:
+    """c50k's modules by dotted name ("c50k.api" for c50k/api/__init__.py)."""
+    found = {}
+    for relative, tree in modules().items():
+        parts = ["c50k", *relative.removesuffix(".py").split("/")]
+        if parts[-1] == "__init__":
+            parts.pop()
+            found[".".join(parts)] = Module(tree, ".".join(parts))
+        else:
+            found[".".join(parts)] = Module(tree, ".".join(parts[:-1]))
+    return found
+
+
+def top_level_imports(name: str) -> list[str]:
+    """The modules `name` imports when it is imported: not those in functions, nor under
+    TYPE_CHECKING."""
+    module = by_name()[name]
+    base = module.package.split(".")
+    found = []
+    statements = list(module.tree.body)
+    while statements:
+        node = statements.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            statements += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            statements += node.body + node.orelse + node.finalbody
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            prefix = base[: len(base) - node.level + 1] if node.level else []
+            source = ".".join([*prefix, node.module or ""]).strip(".")
+            # `from package import module` loads the module too.
+            found += [source, *(f"{source}.{a.name}" for a in node.names)]
+    return found
+
+
+def loaded_at_import(name: str) -> set[str]:
+    """Every module that importing `name` loads, transitively, parent packages included;
+    modules outside c50k by their top-level name."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        parts = todo.pop().split(".")
+        for depth in range(1, len(parts) + 1):  # Importing a.b.c imports a and a.b first.
+            module = ".".join(parts[:depth])
+            if module not in seen:
+                seen.add(module)
+                if module in by_name():
+                    todo += top_level_imports(module)
+    return {m if m.startswith("c50k") else m.split(".")[0] for m in seen}
+
+
+def test_gunicorns_master_loads_no_metrics_library() -> None:
+    # prometheus_client picks its mode when imported: the master's on_starting hook must name
+    # the metrics directory before anything imports it, or the workers it forks count in
+    # memory and the exporter sums nothing (observability/multiprocess.py).
+    for entry in ("c50k.cli", "c50k.runtime.serving", "c50k.runtime.worker"):
+        assert "prometheus_client" not in loaded_at_import(entry), entry
+    assert "prometheus_client" in loaded_at_import("c50k.api.app")  # The check sees it.
 
 
 def test_the_layout_sees_every_kind_of_import() -> None:
