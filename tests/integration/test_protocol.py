@@ -15,7 +15,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 
-from c50k.runtime.admission import Admission, QueuePolicy
+from c50k.api.shedding import Admission, QueuePolicy
 from c50k.runtime.protocol import C50kHttpToolsProtocol
 from c50k.runtime.worker import DrainingServer
 

@@ -7,7 +7,7 @@ import asyncio
 from starlette.types import Message, Receive, Scope, Send
 
 from c50k.api.admission import AdmissionControl
-from c50k.runtime.admission import (
+from c50k.api.shedding import (
     IN_FLIGHT,
     QUEUE,
     READ_AT_KEY,

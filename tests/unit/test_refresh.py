@@ -16,7 +16,7 @@ from c50k.cache.readthrough import (
     ReadThroughCache,
 )
 from c50k.exceptions import UpstreamUnavailable
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 from tests.unit.fakes import Clock
 
 TTL = 10.0

@@ -1,5 +1,5 @@
 """Admission control at the start of work: the outermost ASGI layer asks the worker's
-`Admission` (runtime/admission.py) whether a request that has waited this long may still run,
+`Admission` (api/shedding.py) whether a request that has waited this long may still run,
 and answers a fast JSON 503 with Retry-After when not. Requests refused earlier, at the door,
 never reach this layer (runtime/protocol.py answers them)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from c50k.api.shedding import SHED_BODY, SHED_HEADERS, Admission
 from c50k.observability.instrumentation import RequestObserver, answering
-from c50k.runtime.admission import SHED_BODY, SHED_HEADERS, Admission
 
 
 class AdmissionControl:

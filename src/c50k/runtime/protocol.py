@@ -6,7 +6,7 @@ tests/integration/test_protocol.py fails loudly when an upgrade of uvicorn chang
 
 What it adds:
 - each request is stamped when its head is read, for admission by waiting time
-  (runtime/admission.py);
+  (api/shedding.py);
 - a request refused at the door is answered here, synchronously, with a prebuilt JSON 503: no
   task, no app, one write. At overload every microsecond a refusal costs comes out of the
   requests that are served;
@@ -31,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
-from c50k.runtime.admission import CONNECTIONS, SHED_BODY, SHED_HEADERS, Admission
+from c50k.api.shedding import CONNECTIONS, SHED_BODY, SHED_HEADERS, Admission
 
 # A connection beyond the cap that sends no request is closed after this long.
 OVER_CAP_CLOSE_SECONDS = 5.0

@@ -24,9 +24,9 @@ from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from c50k.api.lifecycle import Lifecycle
+from c50k.api.shedding import Admission
 from c50k.runtime.acceptor import BatchAcceptor
-from c50k.runtime.admission import Admission
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.runtime.protocol import C50kHttpToolsProtocol
 from c50k.settings import Settings
 

@@ -61,6 +61,7 @@ QUEUE = "queue"  # It waited too long, or arrived while the queue stood above it
 MEMORY = "memory"  # The worker's memory passed its limit.
 CONNECTIONS = "connections"  # It came on a connection beyond the worker's connection cap.
 IN_FLIGHT = "in_flight"  # The optional count rule (C50K_SERVER_MAX_IN_FLIGHT).
+REASONS = (QUEUE, MEMORY, CONNECTIONS, IN_FLIGHT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,8 @@ class Admission:
         self.queued = 0  # Let in at the door, not yet started.
         self.in_flight = 0  # Started and not yet answered.
         self.memory_high = False
-        self.shed: Counter[str] = Counter()
+        # Every reason from the start, so each shows in the metrics at 0.
+        self.shed: Counter[str] = Counter(dict.fromkeys(REASONS, 0))
         # Told every started request's queueing delay (the metrics' histogram).
         self.observe_wait: Callable[[float], None] | None = None
 

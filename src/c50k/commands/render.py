@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from c50k.commands.config import load_settings
+
 render_app = typer.Typer(
     help="Write a deployment file from the settings (C50K_* variables or C50K_SETTINGS_FILE) "
     "and the inventory of app instances (C50K_LB_INSTANCES).",
@@ -38,7 +40,6 @@ def _command(kind: str) -> Callable[[Output, Check, RuntimeDir], None]:
     def command(
         output: Output = None, check: Check = False, runtime_dir: RuntimeDir = "/run/c50k"
     ) -> None:
-        from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
         from c50k.render.files import KINDS, Placement, RenderError, render, validate  # noqa: PLC0415
 
         chosen = next(k for k in KINDS if k == kind)
@@ -79,11 +80,8 @@ def render_prometheus(
     output: Output = None,
 ) -> None:
     """prometheus.yml: a scrape config for every instance's metrics exporter."""
-    from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
-    from c50k.observability.prometheus_config import (  # noqa: PLC0415
-        parse_instances,
-        render_scrape_config,
-    )
+    from c50k.inventory import parse_instances  # noqa: PLC0415
+    from c50k.observability.prometheus_config import render_scrape_config  # noqa: PLC0415
 
     if instances is None:
         settings = load_settings()
@@ -91,7 +89,9 @@ def render_prometheus(
         port = settings.metrics.port
         instances = ",".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
     try:
-        text = render_scrape_config(parse_instances(instances), job=job, interval_seconds=interval)
+        text = render_scrape_config(
+            parse_instances(instances, weighted=False), job=job, interval_seconds=interval
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     if output is None:
