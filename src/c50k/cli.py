@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from c50k import __version__
+from c50k.fleet.commands import fleet_app, render_cloud_init
 from c50k.render.commands import render_app
 from c50k.settings import Settings, configuration_table
 from c50k.stack.commands import stack_app
@@ -187,6 +188,8 @@ def bench(
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(render_app, name="render")
+render_app.command("cloud-init")(render_cloud_init)
+app.add_typer(fleet_app, name="fleet")
 
 config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
 app.add_typer(config_app, name="config")

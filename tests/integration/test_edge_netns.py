@@ -22,7 +22,7 @@ from c50k.stack.balancer import launch_balancer
 from c50k.stack.process import ManagedProcess, free_port, http_ok
 from tests.integration.edge import ENV, KINDS, Kind
 from tests.integration.load import ConstantLoad
-from tests.integration.netns import Namespace, namespaces
+from c50k.fleet.netns import Namespace, namespaces
 
 PORT = 8000
 START_TIMEOUT = 60.0

@@ -51,7 +51,9 @@ def hosts(spec: FleetSpec) -> list[Host]:
             name = f"pg-{shard}-replica-{replica + 1}"
             found.append(Host(name, "postgres-replica", address, shard, primary))
             slot += 1
-    found += [Host(f"redis-{i}", "redis", _address(spec, "redis", i)) for i in range(spec.redis.count)]
+    found += [
+        Host(f"redis-{i}", "redis", _address(spec, "redis", i)) for i in range(spec.redis.count)
+    ]
     found += [Host(f"app-{i}", "app", _address(spec, "app", i)) for i in range(spec.app.count)]
     found += [
         Host(f"haproxy-{i}", "haproxy", _address(spec, "haproxy", i))
@@ -149,7 +151,13 @@ def firewall_rules(spec: FleetSpec) -> dict[str, list[Rule]]:
             Rule("app-from-balancer", str(spec.app_port), balancers),
             Rule("app-from-subnet", str(spec.app_port), (spec.subnet,)),
             *(
-                [Rule("metrics-from-monitoring", str(spec.metrics_port), tuple(spec.monitoring_cidrs))]
+                [
+                    Rule(
+                        "metrics-from-monitoring",
+                        str(spec.metrics_port),
+                        tuple(spec.monitoring_cidrs),
+                    )
+                ]
                 if spec.monitoring_cidrs
                 else []
             ),
@@ -173,7 +181,9 @@ def firewall_rules(spec: FleetSpec) -> dict[str, list[Rule]]:
         "haproxy": [Rule("http-from-anywhere", "80, 443", (ALL_IPV4, ALL_IPV6)), *ssh],
     }
     present = {h.group for h in hosts(spec)}
-    return {tier: [r for r in found if r.sources] for tier, found in rules.items() if tier in present}
+    return {
+        tier: [r for r in found if r.sources] for tier, found in rules.items() if tier in present
+    }
 
 
 EDGE_RULES = [Rule("http-from-anywhere", "80, 443", (ALL_IPV4, ALL_IPV6))]

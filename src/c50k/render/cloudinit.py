@@ -130,6 +130,7 @@ def _app(setup: HostSetup, spec: FleetSpec, doc: SettingsDoc, layout: HostLayout
         service_user=SERVICE_USER,
         settings_file=f"{layout.etc}/c50k.toml",
         secrets_file=f"{layout.etc}/secrets.env",
+        state_dir=layout.state("c50k"),
         python=layout.python,
         source="the fleet's c50k.toml",
         environment=tuple(sorted(environment.items())),

@@ -55,6 +55,7 @@ class Placement:
     python: str = "/opt/c50k/venv/bin/python"
     source: str = "C50K_* settings"
     secrets_file: str = "/etc/c50k/secrets.env"
+    state_dir: str = "/var/lib/c50k"  # systemd's StateDirectory=c50k.
     # Variables that differ between hosts of one settings file (each app host's address).
     environment: tuple[tuple[str, str], ...] = ()
 
@@ -175,6 +176,7 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "stop_seconds": math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 5,
             "nofile": lb.nofile,
             "secrets_file": placement.secrets_file,
+            "state_dir": placement.state_dir,
             "environment": placement.environment,
             "capabilities": "",
         }
