@@ -149,7 +149,11 @@ def bench(
         typer.Option(min=1, help="Connections (locust: users) instead of the scenario's own."),
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Measure this running service instead (a URL).")
+        str | None,
+        typer.Option(
+            help="Measure this running service instead: a URL, or several of one port, "
+            "comma-separated, to spread the load over its addresses.",
+        ),
     ] = None,
     results: Annotated[Path, typer.Option(help="Where reports go.")] = Path("bench/results"),
     update_benchmarks: Annotated[

@@ -52,8 +52,8 @@ class HealthCheck(BaseModel):
     """The NodeBalancer's active check of each app host (the rehearsal's HAProxy copies it)."""
 
     path: str = Field(default="/ready", pattern=r"^/[!-~]*$", description="HTTP check path.")
-    interval_seconds: int = Field(default=2, ge=2, le=3600, description="Between checks.")
-    timeout_seconds: int = Field(default=1, ge=1, le=30, description="One check's answer.")
+    interval_seconds: int = Field(default=3, ge=2, le=3600, description="Between checks.")
+    timeout_seconds: int = Field(default=2, ge=1, le=30, description="One check's answer.")
     attempts: int = Field(default=2, ge=1, le=30, description="Failures that take a host out.")
 
     @model_validator(mode="after")

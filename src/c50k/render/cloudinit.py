@@ -141,10 +141,10 @@ def _app(setup: HostSetup, spec: FleetSpec, doc: SettingsDoc, layout: HostLayout
 def _postgres(setup: HostSetup, spec: FleetSpec, layout: HostLayout) -> None:
     host = setup.host
     role = "primary" if host.role == "postgres-primary" else "replica"
-    replicas = [
-        h.address for h in of_role(spec, "postgres-replica") if h.primary == host.address
-    ]
-    setup.files.append(File(layout.path("/etc/postgresql-common/createcluster.conf"), NO_MAIN_CLUSTER))
+    replicas = [h.address for h in of_role(spec, "postgres-replica") if h.primary == host.address]
+    setup.files.append(
+        File(layout.path("/etc/postgresql-common/createcluster.conf"), NO_MAIN_CLUSTER)
+    )
     setup.units["c50k-postgres.service"] = render_template(
         "c50k-postgres.service.j2",
         {
@@ -192,7 +192,9 @@ def _haproxy(setup: HostSetup, spec: FleetSpec, doc: SettingsDoc, layout: HostLa
     lb = settings.lb.model_copy(update={"host": setup.host.address, "port": 80})
     settings = settings.model_copy(update={"lb": lb})
     config = f"{layout.etc}/haproxy.cfg"
-    placement = Placement(runtime_dir=layout.runtime("c50k-haproxy"), source="the fleet's c50k.toml")
+    placement = Placement(
+        runtime_dir=layout.runtime("c50k-haproxy"), source="the fleet's c50k.toml"
+    )
     setup.files.append(File(config, render("haproxy", settings, placement)))
     setup.units["c50k-haproxy.service"] = render_template(
         "c50k-haproxy.service.j2",
@@ -286,4 +288,3 @@ def user_data(setup: HostSetup, spec: FleetSpec, source: str = "the fleet spec")
         "commands": setup.commands,
     }
     return _yaml_environment().get_template("cloud-config.yaml.j2").render(context)
-
