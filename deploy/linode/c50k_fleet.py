@@ -152,7 +152,7 @@ def build(config: pulumi.Config | None = None) -> Fleet:
     config = config or pulumi.Config("c50k")
     spec = FleetSpec.model_validate(config.get_object("fleet") or {})
     settings = app_settings(spec, config.get_object("settings") or {})
-    secrets = config.get_secret_object("secrets") or {}
+    secrets: Any = config.get_secret_object("secrets") or {}
     certificate, key = config.get("tlsCertificate"), config.get_secret("tlsKey")
     if (certificate is None) != (key is None):
         raise ValueError("c50k:tlsCertificate and c50k:tlsKey go together")

@@ -81,7 +81,8 @@ def test_units_of_every_role_pass_systemd_analyze_verify(tmp_path: Path) -> None
                 text=True,
                 check=False,
             )
-            assert result.returncode == 0 and not result.stderr.strip(), f"{path}:\n{result.stderr}"
+            assert result.returncode == 0, f"{path}:\n{result.stderr}"
+            assert not result.stderr.strip(), f"{path}:\n{result.stderr}"
             for directive in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
                               "PrivateTmp=yes", "RestrictAddressFamilies=", "RuntimeDirectory=",
                               "CapabilityBoundingSet="):  # fmt: skip
@@ -99,9 +100,9 @@ def test_a_line_break_in_a_value_is_refused() -> None:
     with pytest.raises(RenderError, match="line break"):
         host_setup(app, SPEC, app_settings(SPEC), {"C50K_X": "a\nExecStartPre=/bin/sh"})
     with pytest.raises(RenderError, match="not a C50K_"):
-        host_setup(app, SPEC, app_settings(SPEC), {"PATH": "/tmp"})
+        host_setup(app, SPEC, app_settings(SPEC), {"PATH": "/usr/bin"})
     settings = app_settings(SPEC, {"server": {"forwarded_allow_ips": "10.0.0.1"}})
     settings["lb"]["instances"] = "10.0.0.10:8000"
-    layout = HostLayout(python="/opt/c50k/venv/bin/python\nExecStartPre=/bin/sh")
+    layout = HostLayout(python="/opt/venv/bin/python\nExecStartPre=/bin/sh")
     with pytest.raises(RenderError, match="line break"):
         host_setup(app, SPEC, settings, {}, layout)

@@ -19,7 +19,7 @@ from c50k.fleet.spec import FleetSpec
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 # How the Pulumi SDK marks a secret value on the wire.
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 -- a marker, not a password.
 FLEET = {
     "app": {"count": 4, "type": "g6-dedicated-8"},
     "postgres": {"shards": 2, "replicas": 1, "type": "g6-dedicated-16"},

@@ -110,6 +110,7 @@ def link_exists(name: str) -> bool:
 def routed(network: str) -> bool:
     """Whether this machine already has a route into `network` (a rehearsal must not shadow
     a network that exists)."""
-    result = subprocess.run(["ip", "-4", "route", "show", "to", "match", network.split("/")[0]],
+    address = network.split("/", maxsplit=1)[0]
+    result = subprocess.run(["ip", "-4", "route", "show", "to", "match", address],
                             capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
     return any(line and not line.startswith("default") for line in result.stdout.splitlines())

@@ -153,7 +153,7 @@ def install_c50k(state_dir: Path) -> str:
         [str(venv / "bin" / "pip"), "install", "--quiet", "--constraint",
          str(source / "constraints.txt"), "--editable", str(source)],
     ):  # fmt: skip
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603 -- fixed argv.
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
         if result.returncode != 0:
             raise StackError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
     stamp.write_text(wanted)
@@ -164,7 +164,8 @@ class Rehearsal:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.state = StackState.load(state_dir)
-        self.python = sys.executable
+        venv = (state_dir / "venv" / "bin" / "python").resolve()
+        self.python = str(venv) if venv.exists() else sys.executable
 
     def layout(self, host: str) -> HostLayout:
         return HostLayout(
@@ -178,7 +179,7 @@ class Rehearsal:
     def _run(self, namespace: str, unit: ServiceUnit, argv: list[str], log: Path) -> None:
         env = self._environment(unit)
         with log.open("ab") as out:
-            result = subprocess.run(  # noqa: S603 -- the unit's own command line.
+            result = subprocess.run(
                 as_user(namespace, unit.user, argv),
                 env=env, cwd=unit.working_directory or "/", stdout=out, stderr=subprocess.STDOUT,
                 timeout=READY_SECONDS * 3, check=False,
@@ -236,6 +237,21 @@ class Rehearsal:
         for argv in unit.exec_start_post:
             self._run(namespace, unit, argv, log)
         return record
+
+    def restart(self, spec: FleetSpec, name: str) -> ServiceRecord:
+        """`systemctl restart` of one unit: its stop signal (an app drains first), then the
+        unit started again from the files installed on its host."""
+        record = self.state.named(name)
+        record.stop()
+        self.state.services.remove(record)
+        self.state.save()
+        host = next(h for h in hosts(spec) if h.name == name.split("/", maxsplit=1)[0])
+        layout = self.layout(host.name)
+        unit = str(record.extra["unit"])
+        text = Path(layout.path(f"/etc/systemd/system/{unit}")).read_text()
+        restarted = self.start_unit(host, str(record.extra["namespace"]), layout, unit, text)
+        self.wait_ready(host, spec, restarted)
+        return restarted
 
     def wait_ready(self, host: Host, spec: FleetSpec, process: ServiceRecord) -> None:
         if host.role in ("postgres-primary", "postgres-replica"):

@@ -24,7 +24,7 @@ class ServiceUnit:
     timeout_stop_seconds: float = 90.0
 
 
-def parse_unit(text: str) -> ServiceUnit:
+def parse_unit(text: str) -> ServiceUnit:  # noqa: PLR0912 -- one branch per directive.
     """The [Service] section of a unit c50k rendered (one value a line, no continuations)."""
     unit = ServiceUnit()
     section = ""
