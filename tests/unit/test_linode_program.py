@@ -3,7 +3,9 @@ every resource, and how each is wired to the others."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +17,10 @@ import yaml
 from c50k.fleet.plan import app_settings, hosts
 from c50k.fleet.spec import FleetSpec
 
-# Pulumi's mock runtime leaves its event loops to the garbage collector.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning"  # Pulumi's unclosed loops (run()).
+)
 # How the Pulumi SDK marks a secret value on the wire.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 -- a marker, not a password.
 FLEET = {
@@ -62,6 +65,9 @@ def run(config: dict[str, Any], secret: tuple[str, ...] = ()) -> Recorder:
     from c50k_fleet import build  # noqa: PLC0415 -- after the mocks are in place.
 
     recorder = Recorder()
+    # Pulumi's runtime runs on the thread's current loop; earlier async tests leave none.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(recorder, project="c50k-fleet", stack="test", preview=False)
     pulumi.runtime.set_all_config(
         {f"c50k:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
@@ -75,7 +81,14 @@ def run(config: dict[str, Any], secret: tuple[str, ...] = ()) -> Recorder:
             *(n.id for n in fleet.nodes), *(f.id for f in fleet.firewalls.values())
         )
 
-    program()
+    try:
+        program()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+        # Pulumi's runtime drops event loops of its own unclosed; collected here, their
+        # ResourceWarnings belong to this module (ignored below), not to a later test.
+        gc.collect()
     return recorder
 
 

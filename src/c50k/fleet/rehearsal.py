@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import pwd
@@ -30,8 +31,9 @@ from c50k.render.cloudinit import HostLayout, HostSetup, host_setup
 from c50k.render.files import Placement, binary, lb_processes, render
 from c50k.settings import Settings
 from c50k.stack.postgres import Cluster, bindir
-from c50k.stack.process import ManagedProcess, http_ok, process_start_ticks
+from c50k.stack.process import ManagedProcess, http_ok
 from c50k.stack.redis import answers_ping
+from c50k.stack.redis import binary as redis_binary
 from c50k.stack.state import ServiceRecord, StackError, StackState
 
 DEFAULT_STATE_DIR = Path("var/fleet")
@@ -76,8 +78,6 @@ class Network:
 
 def rehearsal_spec(spec: FleetSpec, network: str) -> FleetSpec:
     """The spec moved onto `network` (a /24), the balancer range at the same offset."""
-    import ipaddress  # noqa: PLC0415
-
     old = ipaddress.ip_network(spec.subnet)
     new = ipaddress.ip_network(network)
     balancer = ipaddress.ip_network(spec.balancer_range)
@@ -172,7 +172,7 @@ class Rehearsal:
             root=str((self.state_dir / "hosts" / host).resolve()),
             python=self.python,
             postgres_bindir=str(bindir()),
-            redis_server=_which("redis-server"),
+            redis_server=redis_binary(),
             haproxy=binary("haproxy"),
         )
 
@@ -316,13 +316,6 @@ class Rehearsal:
             time.sleep(0.2)
 
 
-def _which(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found is None:
-        raise StackError(f"{name} is not installed")
-    return found
-
-
 def _wait_for(ready: Callable[[], bool], record: ServiceRecord, what: str) -> None:
     deadline = time.monotonic() + READY_SECONDS
     while not ready():
@@ -335,8 +328,6 @@ def _wait_for(ready: Callable[[], bool], record: ServiceRecord, what: str) -> No
 
 
 def _create_network(state_dir: Path, spec: FleetSpec) -> Network:
-    import ipaddress  # noqa: PLC0415
-
     tag = secrets.token_hex(3)
     subnet = ipaddress.ip_network(spec.subnet)
     network = Network(tag=tag, subnet=spec.subnet, bridge=f"c5b{tag}")
@@ -407,10 +398,6 @@ def seed(rehearsal: Rehearsal, network: Network, spec: FleetSpec, count: int = 1
     rehearsal._run(network.namespaces[app.name], unit, argv, Path(layout.path("/var/log/seed.log")))
 
 
-def stop_record(record: ServiceRecord) -> None:
-    record.stop()
-
-
 def down(state_dir: Path) -> list[str]:
     """Stop every recorded process, then every process left in the rehearsal's namespaces (a
     gunicorn worker whose master was killed with -9), then remove the namespaces and the
@@ -456,6 +443,3 @@ def leftovers(network: Network) -> list[str]:
     if netns.link_exists(network.bridge):
         found.append(network.bridge)
     return found
-
-
-__all__ = ["Network", "down", "leftovers", "process_start_ticks", "status", "up"]
