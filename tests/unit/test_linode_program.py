@@ -17,7 +17,6 @@ import yaml
 from c50k.fleet.plan import app_settings, hosts
 from c50k.fleet.spec import FleetSpec
 
-
 pytestmark = pytest.mark.filterwarnings(
     "ignore::pytest.PytestUnraisableExceptionWarning"  # Pulumi's unclosed loops (run()).
 )

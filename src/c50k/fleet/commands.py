@@ -157,9 +157,9 @@ def rehearse_up(fleet: FleetFile = None, state_dir: StateDir = Path("var/fleet")
 @rehearse_app.command("status")
 def rehearse_status(state_dir: StateDir = Path("var/fleet")) -> None:
     """Each process of the rehearsal and whether it runs (exit 1 if one does not)."""
-    from c50k.fleet.rehearsal import status  # noqa: PLC0415
+    from c50k.stack.stack import status_rows  # noqa: PLC0415 -- the stack's own records.
 
-    rows = status(state_dir)
+    rows = status_rows(state_dir)
     if not rows:
         typer.echo(f"no rehearsal in {state_dir}")
         raise typer.Exit(1)

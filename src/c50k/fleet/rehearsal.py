@@ -432,10 +432,6 @@ def _wait_empty(namespace: str, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def status(state_dir: Path) -> list[tuple[ServiceRecord, bool]]:
-    return [(s, s.running()) for s in StackState.load(state_dir).services]
-
-
 def leftovers(network: Network) -> list[str]:
     """What of a rehearsal still exists: namespaces, links, processes (empty after down)."""
     found = [n for n in network.namespaces.values() if netns.exists(n)]
