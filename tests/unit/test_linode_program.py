@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +16,6 @@ import yaml
 from c50k.fleet.plan import app_settings, hosts
 from c50k.fleet.spec import FleetSpec
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning"  # Pulumi's unclosed loops (run()).
-)
 # How the Pulumi SDK marks a secret value on the wire.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 -- a marker, not a password.
 FLEET = {
@@ -33,10 +29,13 @@ FLEET = {
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
     resources: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # Pulumi's mock monitor makes an event loop in each executor thread it answers from.
+    thread_loops: set[asyncio.AbstractEventLoop] = field(default_factory=set)
 
     def new_resource(
         self, args: pulumi.runtime.MockResourceArgs
     ) -> tuple[str | None, dict[Any, Any]]:
+        self.thread_loops.add(asyncio.get_event_loop())
         self.resources[args.name] = (args.typ, dict(args.inputs))
         outputs = dict(args.inputs)
         if args.typ.endswith("NodeBalancer"):
@@ -83,11 +82,12 @@ def run(config: dict[str, Any], secret: tuple[str, ...] = ()) -> Recorder:
     try:
         program()
     finally:
+        # Closed here, every loop Pulumi's runtime used: none is left to the garbage collector.
+        loop.run_until_complete(loop.shutdown_default_executor())
         asyncio.set_event_loop(None)
         loop.close()
-        # Pulumi's runtime drops event loops of its own unclosed; collected here, their
-        # ResourceWarnings belong to this module (ignored below), not to a later test.
-        gc.collect()
+        for thread_loop in recorder.thread_loops - {loop}:
+            thread_loop.close()
     return recorder
 
 
