@@ -13,9 +13,9 @@ import pulumi
 import pulumi_linode as linode
 import tomli_w
 
+from c50k.fleet.cloudinit import host_setup, user_data
 from c50k.fleet.plan import EDGE_RULES, Host, Rule, app_settings, firewall_rules, hosts, of_role
 from c50k.fleet.spec import FleetSpec
-from c50k.render.cloudinit import host_setup, user_data
 
 # The NodeBalancer's ports: plain HTTP, and HTTPS when the stack has a certificate.
 HTTP_PORT = 80

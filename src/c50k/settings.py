@@ -7,8 +7,10 @@ field, so `C50K_UPSTREAM_URL` sets `upstream.url` and `C50K_SERVER_WORKERS` sets
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from c50k.render.inventory import Instance, format_instances, parse_instances
+from c50k.inventory import Instance, format_instances, parse_instances
 
 # Files a worker keeps for itself beyond client connections: listening socket, logs, the
 # store's files, the event loop's own descriptors, and connections that are being refused.
@@ -28,6 +30,10 @@ RESERVED_FILES_PER_WORKER = 256
 
 # A TOML file of settings (`c50k stack up` writes one); C50K_* variables override it.
 SETTINGS_FILE_ENV = "C50K_SETTINGS_FILE"
+# After SIGTERM a worker drains, finishes its requests, then closes its pools (this long).
+WORKER_CLOSE_SECONDS = 2
+# ... and gunicorn's master exits this long after its last worker.
+MASTER_EXIT_SECONDS = 3
 
 # Largest item id: ids are signed 64-bit integers in every store.
 MAX_ITEM_ID = 2**63 - 1
@@ -69,7 +75,7 @@ class ServerSettings(BaseModel):
     keepalive_seconds: int = Field(
         default=75, ge=1, description="Idle keep-alive; keep it above the load balancer's."
     )
-    # 30 s killed workers in a 50,000-connection storm on 2 cores (FINDINGS.md); 300 s did not.
+    # 30 s killed workers in a 50,000-connection storm on 2 cores (BENCHMARKS.md); 300 s did not.
     worker_timeout_seconds: int = Field(
         default=300, ge=10, description="gunicorn restarts a worker silent this long."
     )
@@ -138,6 +144,18 @@ class ServerSettings(BaseModel):
         if soft == resource.RLIM_INFINITY:
             soft = 1_048_576
         return connection_budget_for(soft, upstream_connections)
+
+    @property
+    def worker_stop_seconds(self) -> int:
+        """How long gunicorn lets a worker stop before it kills it: the drain, then in-flight
+        requests, then closing pools."""
+        return math.ceil(self.drain_seconds + self.graceful_timeout_seconds) + WORKER_CLOSE_SECONDS
+
+    @property
+    def stop_seconds(self) -> int:
+        """How long an instance (gunicorn's master and its workers) may take to stop after
+        SIGTERM before a process manager kills it."""
+        return self.worker_stop_seconds + MASTER_EXIT_SECONDS
 
 
 class UpstreamSettings(BaseModel):
@@ -262,7 +280,7 @@ class RedisSettings(BaseModel):
         description="redis://host:port/db of the shared cache; unset: the in-process cache only.",
     )
     # Tens of milliseconds: a Redis that is down or stalled must cost a request little, and the
-    # breaker stops even that after a few failures (FINDINGS.md: redis-py waits forever by
+    # breaker stops even that after a few failures (docs/cache.md: redis-py waits forever by
     # default).
     connect_timeout_seconds: float = Field(default=0.05, gt=0, description="To connect.")
     socket_timeout_seconds: float = Field(default=0.05, gt=0, description="Per command.")
@@ -506,7 +524,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = os.environ.get(SETTINGS_FILE_ENV)
+        path = _settings_file.get() or os.environ.get(SETTINGS_FILE_ENV)
         if not path:
             return (init_settings, env_settings)
         if not Path(path).is_file():
@@ -530,6 +548,20 @@ class Settings(BaseSettings):
                 f"upstream call's timeout ({self.upstream.timeout_seconds} s)"
             )
         return self
+
+
+# The file `instance_settings` reads in place of C50K_SETTINGS_FILE's.
+_settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
+
+def instance_settings(settings_file: Path) -> Settings:
+    """What a process started with C50K_SETTINGS_FILE=`settings_file` in this environment
+    reads: the stack's view of an app instance it starts."""
+    token = _settings_file.set(settings_file)
+    try:
+        return Settings()
+    finally:
+        _settings_file.reset(token)
 
 
 def configuration_table() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from c50k.stack.process import free_port
 from tests.e2e.conftest import Upstream, scrape_metrics, start_service
+from tests.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +40,10 @@ def test_connections_beyond_the_budget_get_503_and_service_recovers(
             async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=10) as h:
                 # BUDGET - 1 slow requests hold connections; then a crowd arrives.
                 held = [asyncio.create_task(h.get(f"/items/{i}")) for i in range(1, BUDGET)]
-                for _ in range(250):  # Up to 5 s for the held requests to reach the upstream.
-                    if upstream.stats()["in_flight"] == 2 * (BUDGET - 1):
-                        break
-                    await asyncio.sleep(0.02)
+                await eventually(
+                    lambda: upstream.stats()["in_flight"] == 2 * (BUDGET - 1),
+                    "the held requests at the upstream",
+                )
                 crowd = await asyncio.gather(*(h.get(f"/items/{i}") for i in range(10, 36)))
                 return list(await asyncio.gather(*held)), list(crowd)
 
@@ -59,10 +59,12 @@ def test_connections_beyond_the_budget_get_503_and_service_recovers(
 
         # uvicorn answers these itself, before the app: the worker counts them all the same.
         line = f"c50k_http_connections_refused_total {float(len(refused))}"
-        deadline = time.monotonic() + 10
-        while line not in (text := scrape_metrics(metrics_port)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert line in text.splitlines(), text
+        wait_until(
+            lambda: line in scrape_metrics(metrics_port).splitlines(),
+            "the refusals published",
+            10.0,
+            detail=lambda: scrape_metrics(metrics_port),
+        )
     finally:
         upstream.control(latency_ms=0)
         service.process.stop()

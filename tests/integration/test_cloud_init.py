@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from c50k.fleet.cloudinit import HostLayout, host_setup, user_data
 from c50k.fleet.plan import app_settings, hosts
 from c50k.fleet.spec import ROLES, FleetSpec
-from c50k.render.cloudinit import HostLayout, host_setup, user_data
 from c50k.render.files import RenderError
 from c50k.stack.postgres import bindir
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from c50k.fleet.cloudinit import host_setup, secrets_file
 from c50k.fleet.plan import app_settings, host_environment, hosts
 from c50k.fleet.rehearsal import rehearsal_spec
 from c50k.fleet.spec import FleetSpec
 from c50k.fleet.units import parse_unit
-from c50k.render.cloudinit import host_setup, secrets_file
 
 
 def test_each_role_takes_addresses_from_its_block() -> None:

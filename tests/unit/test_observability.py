@@ -8,8 +8,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +17,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c50k.api.admission import AdmissionControl
+from c50k.cache.breaker import CircuitBreaker
+from c50k.cache.stats import CacheStats
+from c50k.inventory import parse_instances
 from c50k.observability.dashboard import dashboard, metric_names, render
 from c50k.observability.instrumentation import (
     ROUTE_KEY,
@@ -32,16 +33,14 @@ from c50k.observability.metrics import (
     LATENCY_BUCKETS,
     UNMATCHED_ROUTE,
     BreakerState,
-    CacheCounts,
     Metrics,
     PendingHistogram,
-    PoolStats,
 )
 from c50k.observability.multiprocess import ENV, MetricsHooks
-from c50k.observability.prometheus_config import parse_instances, render_scrape_config
 from c50k.observability.requestid import RequestIds, request_id, sane_request_id
 from c50k.observability.tracing import tracing_requested
 from c50k.settings import MetricsSettings
+from c50k.types import PoolStats
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = [0.0, 0.0001, 0.00025, 0.0003, 0.001, 0.004, 0.02, 0.7, 3.0, 10.0, 42.0]
@@ -95,8 +94,10 @@ class Pools:
 def test_the_other_tiers_interface() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    counts = CacheCounts("redis", hits=5, misses=2, loads=1)
-    metrics.watch_cache(counts)
+    stats = CacheStats(redis_hits=5, redis_misses=2, loads=1)
+    breaker = CircuitBreaker(failures=1, open_seconds=60)
+    breaker.failure()
+    metrics.watch_cache_stats(stats, breaker)
     metrics.register_pools(Pools())
     metrics.observe_pool_wait("0", "primary", 0.003)
     metrics.set_replication_lag("0", "replica-1", 0.25)
@@ -107,7 +108,7 @@ def test_the_other_tiers_interface() -> None:
 
     metrics.add_sampler(broken)
     metrics.flush()
-    counts.hits += 3  # Cumulative: the next flush adds the growth only.
+    stats.redis_hits += 3  # Cumulative: the next flush adds the growth only.
     metrics.flush()
 
     def value(name: str, **labels: str) -> float | None:
@@ -251,25 +252,11 @@ def test_route_of_prefers_the_template() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "host", "host:", "host:0", "host:70000", "a b:1", "h:1,h:1", "[nope]:1"]
+    "text", ["", "host", "host:", "host:0", "host:70000", "a b:1", "h:1,h:1", "[nope]:1", "h:1@5"]
 )
 def test_bad_instances_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"instance|instances"):
-        parse_instances(text)
-
-
-def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool is missing: scripts/system-deps installs prometheus"
-    instances = parse_instances("127.0.0.1:9101, app-2.internal:9101,[::1]:9102")
-    text = render_scrape_config(instances, job="c50k", interval_seconds=5)
-    assert "'[::1]:9102'" in text
-    path = tmp_path / "prometheus.yml"
-    path.write_text(text)
-    checked = subprocess.run(
-        [promtool, "check", "config", str(path)], capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+        parse_instances(text, weighted=False)
 
 
 def test_a_configured_metrics_directory_loses_only_the_last_runs_files(

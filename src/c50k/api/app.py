@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from c50k import __version__
 from c50k.api.admission import AdmissionControl
 from c50k.api.errors import install_error_handlers
 from c50k.api.fastpath import ItemsFastPath
+from c50k.api.lifecycle import Lifecycle
 from c50k.api.middleware import CloseWhileDraining
 from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
@@ -26,9 +28,9 @@ from c50k.cache.readthrough import Freshness, LocalTtl, ReadThroughCache
 from c50k.cache.shared import RedisLayer
 from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
-from c50k.items.sources import Reads, SourceChain, Upstream
+from c50k.items.sources import SourceChain
 from c50k.observability.instrumentation import RecordAnswers, RequestObserver
-from c50k.observability.metrics import Metrics, ReplicatedStore
+from c50k.observability.metrics import Metrics
 from c50k.observability.refusals import Refusals
 from c50k.observability.requestid import RequestIds
 from c50k.observability.tracing import (
@@ -39,10 +41,10 @@ from c50k.observability.tracing import (
     traced,
     tracing_requested,
 )
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
-from c50k.store.base import ItemJson, ItemStore
+from c50k.store.base import ItemStore
 from c50k.store.factory import open_store
+from c50k.types import ItemJson, Reads, ReplicatedStore, Upstream
 from c50k.upstream.client import UpstreamClient
 
 logger = logging.getLogger(__name__)
@@ -99,11 +101,19 @@ async def open_services(
     return Services(settings, lifecycle, store, upstream, cache, items)
 
 
-def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -> ReadThroughCache:
-    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one."""
+def open_cache(
+    settings: Settings,
+    load: Callable[[int], Awaitable[ItemJson]],
+    *,
+    timer: Callable[[], float] = time.monotonic,
+) -> ReadThroughCache:
+    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one. `timer` ages
+    the in-process entries (tests move it by hand)."""
     cache, redis_settings = settings.cache, settings.redis
     if redis_settings.url is None:
-        memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
+        memory = MemoryCache(
+            cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds, timer=timer
+        )
         return ReadThroughCache(memory, load)
     # In front of Redis, in-process entries live as long as in Redis while this worker hears
     # every invalidation, and local_ttl_seconds while it may miss some (docs/cache.md).
@@ -113,7 +123,9 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
         unheard=(min(cache.ttl_seconds, short), min(cache.negative_ttl_seconds, short)),
     )
     front: MemoryCache | None = (
-        MemoryCache(cache.max_items, *local_ttl.unheard, jitter=redis_settings.ttl_jitter)
+        MemoryCache(
+            cache.max_items, *local_ttl.unheard, timer=timer, jitter=redis_settings.ttl_jitter
+        )
         if redis_settings.local
         else None
     )
@@ -132,12 +144,11 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     lifecycle: Lifecycle | None = None,
     *,
     store: ItemStore | None = None,
 ) -> FastAPI:
-    settings = settings if settings is not None else Settings()
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     metrics = Metrics() if settings.metrics.enabled else None
     # FastAPI's native OpenTelemetry looked up the tracer provider, and with it os.environ, on

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from c50k.settings import RESERVED_FILES_PER_WORKER, UpstreamSettings, connection_budget_for
+from c50k.settings import RESERVED_FILES_PER_WORKER, connection_budget_for
 
 if TYPE_CHECKING:
     from c50k.bench.runner import Context
@@ -38,7 +38,7 @@ def workers_to_hold(connections: int, per_worker: int, cpus: int) -> int:
 
 def advise(ctx: Context, result: ScenarioResult) -> list[Advice]:
     machine = ctx.machine
-    pool = UpstreamSettings().max_connections
+    pool = ctx.settings.upstream.max_connections
     budget = connection_budget_for(machine.nofile_soft, pool)
     advice = [
         Advice(

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from c50k.bench.runner import Context, Step, measure, wrk_loads
-from c50k.bench.targets import Target, start_mock_upstream
+from c50k.bench.targets import Target, mock_upstream
 from c50k.bench.targets_setup import (
     aggregate_body,
     c50k_env,
@@ -19,7 +19,6 @@ from c50k.bench.targets_setup import (
     each_target,
     hot_paths,
 )
-from c50k.stack.process import free_port
 
 WRK_TIMEOUT_SECONDS = 10
 WARM_UP_SECONDS = 2
@@ -149,8 +148,7 @@ async def hot(ctx: Context, levels: list[int] | None = None) -> ScenarioResult:
     """Cached reads: a hot set of 100 ids, all in every worker's cache after the warm-up."""
     levels = levels or ([ctx.connections] if ctx.connections else [64, 256, 1024])
     paths = hot_paths(100)
-    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
-    try:
+    with mock_upstream(ctx.step_dir("upstream")) as upstream:
         env = c50k_env(ctx, upstream)
         result = ScenarioResult(
             "hot", {"levels": levels, "paths": len(paths), "duration_seconds": ctx.duration_seconds}
@@ -160,8 +158,6 @@ async def hot(ctx: Context, levels: list[int] | None = None) -> ScenarioResult:
             ctx, result, upstream, levels=levels, paths=paths, env=env, check=all_cached
         )
         return result
-    finally:
-        upstream.stop()
 
 
 async def fanout(ctx: Context, latencies_ms: list[float] | None = None) -> ScenarioResult:
@@ -178,10 +174,7 @@ async def fanout(ctx: Context, latencies_ms: list[float] | None = None) -> Scena
         },
     )
     for latency in latencies_ms:
-        upstream = start_mock_upstream(
-            ctx.step_dir(f"upstream-{latency:g}ms"), free_port(), latency_ms=latency
-        )
-        try:
+        with mock_upstream(ctx.step_dir(f"upstream-{latency:g}ms"), latency_ms=latency) as upstream:
             env = c50k_env(ctx, upstream, C50K_CACHE_ENABLED="false", C50K_STORE_BACKEND="memory")
 
             def two_calls_each(step: Step) -> None:
@@ -208,6 +201,4 @@ async def fanout(ctx: Context, latencies_ms: list[float] | None = None) -> Scena
             )
             for step in result.steps[before:]:
                 step.label = f"{latency:g} ms upstream"
-        finally:
-            upstream.stop()
     return result

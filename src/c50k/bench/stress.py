@@ -22,7 +22,7 @@ from c50k.bench.runner import (
     wrk_loads,
 )
 from c50k.bench.scenarios import WRK_TIMEOUT_SECONDS, ScenarioResult, common_checks
-from c50k.bench.targets import Target, start_mock_upstream
+from c50k.bench.targets import Target, mock_upstream
 from c50k.bench.targets_setup import (
     aggregate_body,
     c50k_env,
@@ -31,11 +31,8 @@ from c50k.bench.targets_setup import (
     start_target,
     workers_for_connections,
 )
-from c50k.settings import UpstreamSettings, connection_budget_for
-from c50k.stack.process import free_port
+from c50k.settings import connection_budget_for
 
-# c50k's per-worker connection budget at this machine's open-file limit.
-UPSTREAM_POOL = UpstreamSettings().max_connections
 RSS_TARGET_BYTES_PER_CONNECTION = 8 * 1024
 # Overload: admitted requests should finish within this; it sizes the in-flight limit.
 LATENCY_TARGET_SECONDS = 0.1
@@ -44,7 +41,8 @@ ADMITTED_P99_TARGET_MS = 250
 
 
 def _budget(ctx: Context) -> int:
-    return connection_budget_for(ctx.machine.nofile_soft, UPSTREAM_POOL)
+    """c50k's per-worker connection budget at this machine's open-file limit."""
+    return connection_budget_for(ctx.machine.nofile_soft, ctx.settings.upstream.max_connections)
 
 
 def check_bodies(step: Step, answer_length: int) -> None:
@@ -115,8 +113,7 @@ async def c50k(ctx: Context, duration: int = 60) -> ScenarioResult:
             "answer_bytes": length,
         },
     )
-    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
-    try:
+    with mock_upstream(ctx.step_dir("upstream")) as upstream:
         env = c50k_env(ctx, upstream)
 
         async def use(target: Target, name: str) -> list[Step]:
@@ -170,8 +167,6 @@ async def c50k(ctx: Context, duration: int = 60) -> ScenarioResult:
             use=use,
         )
         return result
-    finally:
-        upstream.stop()
 
 
 async def burst(ctx: Context, latency_ms: float = 1000) -> ScenarioResult:
@@ -191,10 +186,7 @@ async def burst(ctx: Context, latency_ms: float = 1000) -> ScenarioResult:
             "ids": len(ids),
         },
     )
-    upstream = start_mock_upstream(
-        ctx.step_dir("upstream"), free_port(), latency_ms=latency_ms, posts=100_000
-    )
-    try:
+    with mock_upstream(ctx.step_dir("upstream"), latency_ms=latency_ms, posts=100_000) as upstream:
         # Parking 50,000 requests on a slow upstream is the point here: no admission limit.
         env = c50k_env(
             ctx,
@@ -245,8 +237,6 @@ async def burst(ctx: Context, latency_ms: float = 1000) -> ScenarioResult:
             use=use,
         )
         return result
-    finally:
-        upstream.stop()
 
 
 def shed_latency_checks(step: Step, logs: list[Path], capacity: float) -> None:
@@ -293,8 +283,7 @@ async def overload(
             "workers": workers,
         },
     )
-    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port(), latency_ms=latency_ms)
-    try:
+    with mock_upstream(ctx.step_dir("upstream"), latency_ms=latency_ms) as upstream:
         base = c50k_env(ctx, upstream, C50K_CACHE_ENABLED="false", C50K_STORE_BACKEND="memory")
         unlimited = {**base, "C50K_SERVER_MAX_IN_FLIGHT": "0"}
 
@@ -362,5 +351,3 @@ async def overload(
             start = partial(start_target, ctx, name, workers, upstream, env=env, ceiling_body=body)
             result.steps += await with_target(start, offer)
         return result
-    finally:
-        upstream.stop()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cachetools import TLRUCache
 
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from c50k.cache.shared import Claim, RedisLayer
 from c50k.cache.singleflight import SingleFlight
 from c50k.cache.stats import CacheStats
 from c50k.exceptions import C50kError, ItemNotFound
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from c50k.fleet import netns
+from c50k.fleet.cloudinit import HostLayout, HostSetup, host_setup
 from c50k.fleet.plan import Host, SettingsDoc, app_settings, hosts
 from c50k.fleet.spec import FleetSpec
 from c50k.fleet.units import ServiceUnit, parse_unit, read_environment_file
-from c50k.render.cloudinit import HostLayout, HostSetup, host_setup
 from c50k.render.files import Placement, binary, lb_processes, render
 from c50k.settings import Settings
 from c50k.stack.postgres import Cluster, bindir

@@ -15,7 +15,8 @@ from c50k.items.deadlines import Deadlines
 from c50k.items.sources import SourceChain
 from c50k.settings import MAX_ITEM_ID
 from c50k.store import consistency
-from c50k.store.base import ItemJson, ItemStore, Page
+from c50k.store.base import ItemStore, Page
+from c50k.types import ItemJson
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ Interface for the other tiers (all calls are cheap and never raise into the call
 - `metrics.register_pools(source)`: `source.pool_stats()` yields `PoolStats` (shard, role,
   size, checked out, overflow) at every flush; `metrics.observe_pool_wait(shard, role, s)` per
   checkout; `metrics.set_replication_lag(shard, replica, s)`.
-- `metrics.set_breaker_state(name, BreakerState.OPEN)`; cache levels use `CacheCounts`.
+- `metrics.set_breaker_state(name, BreakerState.OPEN)`; `metrics.watch_cache_stats(stats,
+  breaker)` publishes the cache's counters (cache/stats.py) by level.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import asyncio
 import enum
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from c50k.cache.breaker import CircuitBreaker
 from c50k.cache.stats import CacheStats
+from c50k.types import PoolStatsSource, ReplicatedStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,30 +56,6 @@ BREAKER_STATES = {
     "half-open": BreakerState.HALF_OPEN,
     "open": BreakerState.OPEN,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    shard: str
-    role: str  # "primary" or "replica"
-    size: int
-    checked_out: int
-    overflow: int
-
-
-class PoolStatsSource(Protocol):
-    def pool_stats(self) -> Iterable[PoolStats]: ...
-
-
-@runtime_checkable
-class ReplicatedStore(PoolStatsSource, Protocol):
-    """What `watch_replicated_store` reads of a store with shards and replicas."""
-
-    def reads_by_shard_and_role(self) -> Iterable[tuple[str, str, int]]: ...
-
-    def replication_lags(self) -> Iterable[tuple[str, str, float]]: ...
-
-    def observe_pool_waits(self, observer: Callable[[str, str, float], None]) -> None: ...
 
 
 class _Observations:
@@ -130,16 +106,6 @@ class PendingHistogram:
             child._sum.inc(seen.sum)
             if self._counter is not None:
                 self._counter.labels(*labels).inc(sum(seen.buckets))
-
-
-@dataclass(slots=True)
-class CacheCounts:
-    """What one cache level counts; its owner increments the fields, the flush reads them."""
-
-    level: str
-    hits: int = 0
-    misses: int = 0
-    loads: int = 0
 
 
 class Metrics:
@@ -286,18 +252,6 @@ class Metrics:
 
     def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
         self.breaker_state.labels(breaker).set(int(state))
-
-    def watch_cache(self, counts: CacheCounts) -> None:
-        level = counts.level
-        hits, misses = self.cache_hits.labels(level), self.cache_misses.labels(level)
-        loads = self.cache_loads.labels(level)
-
-        def sample() -> None:
-            self.publish_delta(hits, ("cache_hits", level), counts.hits)
-            self.publish_delta(misses, ("cache_misses", level), counts.misses)
-            self.publish_delta(loads, ("cache_loads", level), counts.loads)
-
-        self.add_sampler(sample)
 
     # Publishing.
     def flush(self) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from c50k.render.inventory import is_private
+from c50k.inventory import is_private
 from c50k.runtime.serving import gunicorn_hooks, gunicorn_settings
 from c50k.settings import Settings
 
@@ -173,7 +173,7 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "python": placement.python,
             "binds": ", ".join(server.binds),
             "drain": server.drain_seconds,
-            "stop_seconds": math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 5,
+            "stop_seconds": server.stop_seconds,
             "nofile": lb.nofile,
             "secrets_file": placement.secrets_file,
             "state_dir": placement.state_dir,

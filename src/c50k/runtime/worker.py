@@ -22,9 +22,9 @@ from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from c50k.api.lifecycle import Lifecycle
 from c50k.observability.refusals import count_refusals
 from c50k.runtime.acceptor import BatchAcceptor
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the lifespan's startup fails.

@@ -219,17 +219,14 @@ class Cluster:
             .detach()
         )
         process.wait_until(self.ready, READY_TIMEOUT, "accepting connections")
-        return ServiceRecord(
-            name=self.name,
-            kind="postgres",
-            pid=process.pid,
-            started=process.started,
-            host=self.host,
-            port=self.port,
-            log=str(self.log_path),
-            stop_signal=int(signal.SIGINT),  # "Fast" shutdown: roll back, checkpoint, exit.
+        return ServiceRecord.of(
+            process,
+            "postgres",
+            self.host,
+            self.port,
+            stop_signal=signal.SIGINT,  # "Fast" shutdown: roll back, checkpoint, exit.
             stop_timeout=30.0,
-            data_dir=str(self.data_dir),
+            data_dir=self.data_dir,
             extra={"role": self.role, "shard": self.shard},
         )
 

@@ -29,10 +29,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from c50k.exceptions import StoreError, StoreUnavailable
-from c50k.observability.metrics import PoolStats
 from c50k.settings import PostgresSettings
 from c50k.store import consistency
-from c50k.store.base import ItemJson, Page, StoredItem, page_of
+from c50k.store.base import Page, StoredItem, page_of
 from c50k.store.consistency import ConsistencyToken
 from c50k.store.routing import (
     ReplicaHealth,
@@ -42,6 +41,7 @@ from c50k.store.routing import (
     shard_of,
     turns,
 )
+from c50k.types import ItemJson, PoolStats
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import aiosqlite
 
 from c50k.exceptions import StoreError, StoreUnavailable
-from c50k.store.base import ItemJson, Page, StoredItem, page_of
+from c50k.store.base import Page, StoredItem, page_of
+from c50k.types import ItemJson
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (

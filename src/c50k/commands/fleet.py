@@ -1,13 +1,13 @@
-"""`c50k fleet ...` and `c50k render cloud-init`."""
+"""`c50k fleet rehearse up|status|down`, and the commands a database host's units run."""
 
 from __future__ import annotations
 
-import tomllib
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from c50k.commands.config import load_settings
 
 fleet_app = typer.Typer(
     help="A fleet of hosts (docs/deploy.md): the rehearsal on network-namespace hosts, and the "
@@ -20,14 +20,6 @@ rehearse_app = typer.Typer(
     no_args_is_help=True,
 )
 fleet_app.add_typer(rehearse_app, name="rehearse")
-
-
-class RoleName(StrEnum):
-    app = "app"
-    postgres_primary = "postgres-primary"
-    postgres_replica = "postgres-replica"
-    redis = "redis"
-    haproxy = "haproxy"
 
 
 FleetFile = Annotated[
@@ -43,45 +35,9 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def base_settings() -> dict[str, Any]:
-    """The operator's own settings (C50K_* or C50K_SETTINGS_FILE), as they set them."""
-    from c50k.cli import load_settings  # noqa: PLC0415 -- the CLI's own error handling.
-
+    """The operator's own settings (C50K_* or C50K_SETTINGS_FILE), as they set them: the
+    fleet's settings file is these with the fleet's addresses on top."""
     return load_settings().model_dump(mode="json", exclude_unset=True, exclude_none=True)
-
-
-def render_cloud_init(
-    role: Annotated[RoleName, typer.Option(help="The host's role.")],
-    fleet: FleetFile = None,
-    host: Annotated[
-        str | None, typer.Option(help="Which host of the role (default: the first), e.g. app-2.")
-    ] = None,
-    secrets: Annotated[
-        Path | None,
-        typer.Option(help="A TOML file of C50K_* secrets, written to the host with mode 0600."),
-    ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
-) -> None:
-    """cloud-init user-data of one fleet host: packages, c50k, users, settings, secrets,
-    hardened units, sysctl, started."""
-    from c50k.fleet.plan import app_settings, host_named, of_role  # noqa: PLC0415
-    from c50k.fleet.spec import FleetError, load_fleet  # noqa: PLC0415
-    from c50k.render.cloudinit import host_setup, user_data  # noqa: PLC0415
-    from c50k.render.files import RenderError  # noqa: PLC0415
-
-    try:
-        spec = load_fleet(fleet)
-        found = of_role(spec, role.value) if host is None else [host_named(spec, host)]
-        if not found or found[0].role != role.value:
-            raise FleetError(f"the fleet has no {role.value} host {host or ''}".strip())
-        values = tomllib.loads(secrets.read_text()) if secrets is not None else {}
-        setup = host_setup(found[0], spec, app_settings(spec, base_settings()), values)
-        text = user_data(setup, spec, "C50K_* settings, fleet spec")
-    except (FleetError, RenderError, ValueError, OSError) as exc:
-        raise _fail(exc) from exc
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.write_text(text)
 
 
 @fleet_app.command("postgres-init")
