@@ -12,6 +12,7 @@ from c50k import __version__
 from c50k.bench.registry import names_help, select
 from c50k.commands.config import config_app, load_settings
 from c50k.commands.db import db_app
+from c50k.commands.fleet import fleet_app
 from c50k.commands.render import render_app
 from c50k.commands.stack import stack_app
 
@@ -138,7 +139,11 @@ def bench(
         typer.Option(min=1, help="Connections (locust: users) instead of the scenario's own."),
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Measure this running service instead (a URL).")
+        str | None,
+        typer.Option(
+            help="Measure this running service instead: a URL, or several of one port, "
+            "comma-separated, to spread the load over its addresses.",
+        ),
     ] = None,
     results: Annotated[Path, typer.Option(help="Where reports go.")] = Path("bench/results"),
     update_benchmarks: Annotated[
@@ -174,6 +179,7 @@ def bench(
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(render_app, name="render")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(config_app, name="config")
 
 

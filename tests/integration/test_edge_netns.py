@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from c50k.bench.sampling import process_tree
+from c50k.fleet.netns import Namespace, namespaces
 from c50k.inventory import Instance, format_instances
 from c50k.settings import LbSettings, Settings
 from c50k.stack.balancer import launch_balancer
 from c50k.stack.process import ManagedProcess, free_port, http_ok
 from tests.integration.edge import ENV, KINDS, Kind, balancer_log, served, wait_for_failover
 from tests.integration.load import ConstantLoad
-from tests.integration.netns import Namespace, namespaces
 from tests.waiting import wait_until
 
 PORT = 8000

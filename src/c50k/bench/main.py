@@ -43,8 +43,10 @@ async def run_scenario(name: str, options: BenchOptions, console: Console) -> Pa
     addresses = [f"127.0.0.{i}" for i in range(1, options.addresses + 1)]
     targets = list(options.targets)
     if options.external_url is not None:
-        # Only the given service, on its own address.
-        addresses = [urlsplit(options.external_url).hostname or "127.0.0.1"]
+        # Only the given service, on its own addresses (several URLs of one port: the load
+        # spreads over them, as over the loopback addresses).
+        urls = [u.strip() for u in options.external_url.split(",") if u.strip()]
+        addresses = [urlsplit(u).hostname or "127.0.0.1" for u in urls]
         targets = ["external"]
     ctx = Context(
         workdir=(options.results_dir / f"{stamp}-{name}").resolve(),

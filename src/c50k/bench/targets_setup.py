@@ -93,9 +93,9 @@ def start_target(
     if name == "external":
         if ctx.external_url is None:
             raise ValueError("the external target needs --target URL")
-        url = urlsplit(ctx.external_url)
+        url = urlsplit(ctx.external_url.split(",")[0])
         host, port = url.hostname or "127.0.0.1", url.port or 80
-        return Target("external", f"http://{host}:{port}", port, [host], [])
+        return Target("external", f"http://{host}:{port}", port, list(ctx.addresses), [])
     port = free_port()
     workdir = ctx.step_dir(name)
     if name == "c50k":

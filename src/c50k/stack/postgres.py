@@ -97,6 +97,7 @@ class Cluster:
     port: int
     role: str  # "primary" or "replica"
     shard: int
+    hba: str = HBA  # A fleet host admits its app hosts and replicas (c50k.fleet.postgres).
 
     @property
     def log_path(self) -> Path:
@@ -171,7 +172,7 @@ class Cluster:
         text = conf.read_text()
         if "include 'c50k.conf'" not in text:
             conf.write_text(text + "\ninclude 'c50k.conf'\n")
-        (self.data_dir / "pg_hba.conf").write_text(HBA)
+        (self.data_dir / "pg_hba.conf").write_text(self.hba)
         names = ["c50k.conf", "pg_hba.conf", "postgresql.conf"]
         if primary is not None:
             (self.data_dir / "standby.signal").touch()
