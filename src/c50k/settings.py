@@ -130,14 +130,14 @@ class ServerSettings(BaseModel):
     queue_target_seconds: float = Field(
         default=0.0,
         ge=0,
-        description="A queueing-delay objective (CoDel's target): when every request waits at "
-        "least this long for an interval, the worker refuses new ones until its queue drains "
-        "(0: off; only the maximum applies).",
+        description="A latency objective for time in the worker: when every answer of an "
+        "interval took at least this long, the worker limits the requests it holds "
+        "(adaptively) and refuses the rest at the door (0: off; only the maximum applies).",
     )
     queue_interval_seconds: float = Field(
-        default=0.5,
+        default=0.1,
         gt=0,
-        description="How long delays must stay at or above the target before the worker sheds.",
+        description="How often the adaptive limit of a queue target is judged and adjusted.",
     )
     max_in_flight: int = Field(
         default=0,

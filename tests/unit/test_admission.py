@@ -4,78 +4,117 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from c50k.api.admission import AdmissionControl
 from c50k.api.shedding import (
     IN_FLIGHT,
+    MIN_LIMIT,
     QUEUE,
     READ_AT_KEY,
+    RELEASE_WINDOWS,
     Admission,
     QueueDelay,
     QueuePolicy,
+    WorkLimit,
 )
 from tests.unit.fakes import Clock
 
 DEFAULTS = QueuePolicy(max_queue_seconds=10.0)
-TARGET = QueuePolicy(max_queue_seconds=10.0, target_seconds=0.1, interval_seconds=0.5)
-
-
-def run_for(rule: QueueDelay, clock: Clock, seconds: float, waited: float) -> list[bool]:
-    """Requests start every 10 ms for `seconds`, each having waited `waited`."""
-    verdicts = []
-    for _ in range(round(seconds / 0.01)):
-        clock.now += 0.01
-        verdicts.append(rule.admit(waited, clock.now))
-    return verdicts
+TARGET = QueuePolicy(max_queue_seconds=10.0, target_seconds=0.1, interval_seconds=0.1)
 
 
 def test_a_long_stable_queue_within_the_maximum_is_served() -> None:
     # A closed loop of 50,000 connections: every request waits seconds, for minutes.
-    rule, clock = QueueDelay(DEFAULTS), Clock()
-    assert all(run_for(rule, clock, 300, waited=9.9))
+    rule = QueueDelay(DEFAULTS)
+    assert all(rule.admit(9.9) for _ in range(30_000))
     assert not rule.standing
 
 
 def test_a_growing_queue_is_shed_and_then_refused_at_the_door() -> None:
-    rule, clock = QueueDelay(DEFAULTS), Clock()
+    rule = QueueDelay(DEFAULTS)
     waits = [i * 0.1 for i in range(150)]  # An open-model overload: 0 s to 15 s.
-    verdicts = []
-    for waited in waits:
-        clock.now += 0.01
-        verdicts.append(rule.admit(waited, clock.now))
-    admitted = [w for w, ok in zip(waits, verdicts, strict=True) if ok]
-    assert max(admitted) <= 10.0  # Nothing that waited past the maximum ran.
+    verdicts = [rule.admit(waited) for waited in waits]
+    assert all(ok for w, ok in zip(waits, verdicts, strict=True) if w <= 10.0)
     assert not any(ok for w, ok in zip(waits, verdicts, strict=True) if w > 10.0)
     assert rule.standing  # New requests are refused at the door from now on.
 
 
 def test_it_recovers_once_the_queue_drains_below_half_the_limit() -> None:
-    rule, clock = QueueDelay(DEFAULTS), Clock()
-    assert not rule.admit(11.0, clock.now)
+    rule = QueueDelay(DEFAULTS)
+    assert not rule.admit(11.0)
     assert rule.standing
-    assert rule.admit(6.0, clock.now + 0.1)  # Draining, not yet below half: still standing.
+    assert rule.admit(6.0)  # Draining, not yet below half: still standing.
     assert rule.standing
-    assert rule.admit(4.0, clock.now + 0.2)
+    assert rule.admit(4.0)
     assert not rule.standing
 
 
-def test_a_target_sheds_only_a_queue_that_stands_for_an_interval() -> None:
-    rule, clock = QueueDelay(TARGET), Clock()
-    # A burst: delays above the target for less than the interval are served.
-    assert all(run_for(rule, clock, 0.4, waited=0.3))
-    assert not rule.standing
-    assert rule.admit(0.01, clock.now)  # The burst is over.
-    # An overload: above the target for a whole interval, then shed.
-    verdicts = run_for(rule, clock, 1.0, waited=0.3)
-    assert all(verdicts[:49])
-    assert not any(verdicts[51:])
-    assert rule.standing
-    # Requests that waited less than the target still run while it stands.
-    assert rule.admit(0.08, clock.now)
-    assert rule.standing
-    assert rule.admit(0.04, clock.now)  # Below half the target: the queue has drained.
-    assert not rule.standing
+def answer_for(limit: WorkLimit, clock: Clock, intervals: int, in_worker: float, held: int) -> None:
+    """Requests are answered every 5 ms for `intervals` intervals of the limit (0.1 s) and a
+    little more, each after `in_worker` in the worker, which holds `held` requests meanwhile."""
+    for _ in range(intervals * 21):
+        clock.now += 0.005
+        limit.finished(in_worker, clock.now, held)
+
+
+def test_a_target_limits_the_work_once_answers_stand_above_it() -> None:
+    limit, clock = WorkLimit(0.1, 0.1), Clock()
+    # A burst: some answers slower than the target, but never every one of an interval.
+    for _ in range(20):
+        for in_worker in (0.3, 0.3, 0.02):
+            clock.now += 0.005
+            limit.finished(in_worker, clock.now, 500)
+    assert limit.limit is None
+    assert limit.allows(10_000)
+    # An overload: every answer of an interval took the target or longer.
+    answer_for(limit, clock, 1, in_worker=0.3, held=500)
+    first = 0.8 * 501  # A fifth below the most the worker held (500 and the one answered).
+    assert limit.limit == pytest.approx(first)
+    assert not limit.allows(401)
+    answer_for(limit, clock, 1, in_worker=0.3, held=400)
+    assert limit.limit == pytest.approx(0.8 * first)  # Still standing: a fifth less again.
+    # An answer faster than the target while the limit is in use: it grows back by a tenth.
+    answer_for(limit, clock, 1, in_worker=0.05, held=319)
+    assert limit.limit == pytest.approx(0.8 * first * 1.1 + 1)
+
+
+def test_the_limit_never_starves_the_worker_and_is_lifted_when_quiet() -> None:
+    limit, clock = WorkLimit(0.1, 0.1), Clock()
+    # Every answer slow (the loop is busy refusing), at 200 answers a second: the limit falls,
+    # but not below what the worker answers within the target at that rate (Little's law).
+    answer_for(limit, clock, 40, in_worker=1.0, held=3)
+    assert limit.limit == pytest.approx(200 * 0.1, rel=0.1)
+    # The overload is over: answers are fast and the worker holds little.
+    answer_for(limit, clock, RELEASE_WINDOWS // 2, in_worker=0.01, held=0)
+    assert limit.limit is not None
+    answer_for(limit, clock, RELEASE_WINDOWS, in_worker=0.01, held=0)
+    assert limit.limit is None
+
+
+def test_the_limit_has_a_floor() -> None:
+    limit, clock = WorkLimit(0.1, 0.1), Clock()
+    for _ in range(40):  # One slow answer an interval.
+        clock.now += 0.11
+        limit.finished(1.0, clock.now, 0)
+    assert limit.limit == MIN_LIMIT
+
+
+def test_with_a_target_the_door_refuses_beyond_the_limit_and_sheds_late_starts() -> None:
+    clock = Clock()
+    admission = Admission(TARGET, clock=clock)
+    assert admission.work_limit is not None
+    admission.work_limit.limit = 2
+    first, second = http("/items/1"), http("/items/2")
+    assert admission.at_door(first) is None
+    assert admission.at_door(second) is None
+    assert admission.at_door(http("/items/3")) == QUEUE  # The worker holds its limit.
+    assert admission.at_door(http("/health")) is None  # Checks always pass.
+    assert admission.shedding
+    assert admission.at_start(first) is None
+    clock.now += 0.2
+    assert admission.at_start(second) == QUEUE  # Waited past the target while limited.
 
 
 def test_the_count_of_requests_in_flight_never_matters_by_default() -> None:

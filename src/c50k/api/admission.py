@@ -38,6 +38,7 @@ class AdmissionControl:
                     await self.app(scope, receive, send)
                 finally:
                     admission.in_flight -= 1
+                    admission.at_end(scope)
         finally:
             if observer is not None:
                 observer.end(scope, started)

@@ -14,14 +14,18 @@ How long a request waited: runtime/protocol.py stamps each request when its head
 Not in it: the time its bytes spent in the kernel before the loop read them, at most one loop
 iteration.
 
-The rule, CoDel's standing-queue test (RFC 8289) applied to requests instead of packets:
-- a request that waited longer than `max_queue_seconds` is late: it is answered 503 at once;
-- the queue *stands* when every request started during one `interval` waited at least the limit
-  (the target when an operator sets one, else `max_queue_seconds`, with no interval), or when a
-  late request was seen. While it stands, the protocol refuses new requests at the door, before
-  they cost a task (a fast 503), and started requests that waited beyond the limit are shed.
-  It stops standing once a request starts having waited less than half the limit (the queue has
-  drained well below it), or when no request is queued at all.
+The rules:
+- a request that waited longer than `max_queue_seconds` to start is late: it is answered 503 at
+  once, and the queue *stands* (CoDel's standing queue, RFC 8289, applied to requests): the
+  protocol refuses new requests at the door, before they cost a task (a fast 503), until a
+  request starts having waited less than half the maximum, or nothing is queued or in work;
+- with a queue-delay target set by the operator, the worker also keeps an adaptive limit on the
+  requests it holds (queued or in work), in the manner of Netflix's concurrency-limits: when
+  every request answered during one interval spent at least the target in the worker (CoDel's
+  test, on the whole time in the worker: see WorkLimit), the limit falls by a fifth, but never
+  below what the worker answers within the target at its present rate; otherwise, while the
+  limit is in use, it grows by a tenth; after `RELEASE_WINDOWS` quiet intervals it is lifted. Beyond the limit the door refuses, and while
+  it holds, requests that waited past the target to start are shed.
 A worker whose memory passes its limit refuses at the door too until it falls back below.
 Refusals are JSON 503s with Retry-After; /health and /ready are never refused.
 """
@@ -66,54 +70,105 @@ REASONS = (QUEUE, MEMORY, CONNECTIONS, IN_FLIGHT)
 
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
-    """How long requests may wait. With `target_seconds` 0 (the default) the limit is
-    `max_queue_seconds` and a late request makes the queue stand at once; with a target, the
-    queue stands when delays stayed at or above it for `interval_seconds`."""
+    """How long requests may wait: at most `max_queue_seconds` before work starts; with a
+    `target_seconds` (0: none), the adaptive work limit keeps their time in the worker near
+    it, judged every `interval_seconds`."""
 
     max_queue_seconds: float = 10.0
     target_seconds: float = 0.0
-    interval_seconds: float = 0.5
-
-    @property
-    def limit(self) -> float:
-        return self.target_seconds or self.max_queue_seconds
-
-    @property
-    def interval(self) -> float:
-        return self.interval_seconds if self.target_seconds else 0.0
+    interval_seconds: float = 0.1
 
 
 class QueueDelay:
-    """The standing-queue test. Pure: the caller passes each started request's delay and the
-    time, so tests drive it with a fake clock."""
+    """The standing-queue test on start delays against the maximum queue time. Pure: the
+    caller passes each request's delay and the clock's reading, so tests drive it with a
+    fake clock."""
 
     def __init__(self, policy: QueuePolicy) -> None:
         self.policy = policy
         self.standing = False
-        self._above_since: float | None = None
 
-    def admit(self, waited: float, now: float) -> bool:
+    def admit(self, waited: float) -> bool:
         """A request starts after waiting `waited` seconds: run it (True) or shed it."""
-        policy = self.policy
-        limit = policy.limit
-        if waited >= limit:
-            if self._above_since is None:
-                self._above_since = now
-            if now - self._above_since >= policy.interval:
-                self.standing = True
-        else:
-            self._above_since = None
-            if waited < limit / 2:
-                self.standing = False
-        if waited > policy.max_queue_seconds:
+        maximum = self.policy.max_queue_seconds
+        if waited > maximum:
             self.standing = True
             return False
-        return not (self.standing and waited > limit)
+        if waited < maximum / 2:
+            self.standing = False
+        return True
 
     def drained(self) -> None:
-        """Nothing is queued: whatever stood has gone."""
+        """Nothing is queued or in work: whatever stood has gone."""
         self.standing = False
-        self._above_since = None
+
+
+# The adaptive limit's steps (Netflix's AIMD limit backs off by a tenth to a fifth).
+DECREASE = 0.8
+INCREASE = 1.1
+MIN_LIMIT = 4
+# Quiet intervals (every answer faster than the target, the limit unused) before it is lifted.
+RELEASE_WINDOWS = 50
+# A limit is "in use" when what the worker held reached this share of it in the interval.
+IN_USE = 0.9
+
+
+class WorkLimit:
+    """With a queue-delay target: an adaptive limit on the requests a worker holds.
+
+    What it judges is the whole time a request spent in the worker, from its head read to its
+    answer, not only the wait before work starts: on the expensive path the queue forms inside
+    the work (requests waiting for the event loop between awaits, for a pooled upstream
+    connection), where the start delay does not see it. So the target bounds time in the
+    worker, and belongs above the slowest normal request (the upstream's own latency, with a
+    margin); a target below it keeps the limit low until the operator raises the target.
+    Pure, on the caller's clock."""
+
+    def __init__(self, target: float, interval: float) -> None:
+        self.target = target
+        self.interval = interval
+        self.limit: float | None = None  # None: no limit (no overload seen lately).
+        self._window_start: float | None = None
+        self._fastest = float("inf")
+        self._most_held = 0
+        self._answered = 0
+        self._quiet = 0
+
+    def allows(self, held: int) -> bool:
+        return self.limit is None or held < self.limit
+
+    def finished(self, in_worker: float, now: float, held: int) -> None:
+        """A request was answered `in_worker` seconds after its head was read; the worker
+        still holds `held` requests."""
+        if self._window_start is None:
+            self._window_start = now
+        self._fastest = min(self._fastest, in_worker)
+        self._most_held = max(self._most_held, held + 1)
+        self._answered += 1
+        elapsed = now - self._window_start
+        if elapsed >= self.interval:
+            self._adapt(elapsed)
+            self._window_start = now
+            self._fastest, self._most_held, self._answered = float("inf"), 0, 0
+
+    def _adapt(self, elapsed: float) -> None:
+        if self._fastest >= self.target:
+            # A standing queue: even the fastest answer of the interval took the target. A
+            # fifth less, but never below what the worker answers within the target at its
+            # present rate (Little's law): a loop slowed by refusals themselves must not starve.
+            base = self.limit if self.limit is not None else self._most_held
+            floor = self._answered * self.target / elapsed
+            self.limit = max(MIN_LIMIT, floor, base * DECREASE)
+            self._quiet = 0
+        elif self.limit is not None:
+            if self._most_held >= IN_USE * self.limit:
+                self.limit = self.limit * INCREASE + 1
+                self._quiet = 0
+            else:
+                self._quiet += 1
+                if self._quiet >= RELEASE_WINDOWS:
+                    self.limit = None
+                    self._quiet = 0
 
 
 class Admission:
@@ -128,6 +183,12 @@ class Admission:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = QueueDelay(policy)
+        self.target = policy.target_seconds
+        self.work_limit = (
+            WorkLimit(policy.target_seconds, policy.interval_seconds)
+            if policy.target_seconds
+            else None
+        )
         self.max_in_flight = max_in_flight
         self.clock = clock
         self.queued = 0  # Let in at the door, not yet started.
@@ -145,11 +206,15 @@ class Admission:
             if self.memory_high:
                 self.shed[MEMORY] += 1
                 return MEMORY
+            held = self.queued + self.in_flight
             if self.queue.standing:
-                if self.queued > 0:
+                if held > 0:
                     self.shed[QUEUE] += 1
                     return QUEUE
                 self.queue.drained()
+            if self.work_limit is not None and not self.work_limit.allows(held):
+                self.shed[QUEUE] += 1
+                return QUEUE
         scope[READ_AT_KEY] = self.clock()
         self.queued += 1
         return None
@@ -165,7 +230,8 @@ class Admission:
                 self.observe_wait(waited)
             if scope["path"] in EXEMPT_PATHS:
                 return None
-            if not self.queue.admit(waited, now):
+            limited = self.work_limit is not None and self.work_limit.limit is not None
+            if not self.queue.admit(waited) or (limited and waited > self.target):
                 self.shed[QUEUE] += 1
                 return QUEUE
         elif scope["path"] in EXEMPT_PATHS:
@@ -175,10 +241,19 @@ class Admission:
             return IN_FLIGHT
         return None
 
+    def at_end(self, scope: Scope) -> None:
+        """The app has answered a request (started by `at_start`)."""
+        read_at = scope.get(READ_AT_KEY)
+        if read_at is not None and self.work_limit is not None:
+            now = self.clock()
+            self.work_limit.finished(now - read_at, now, self.queued + self.in_flight)
+
     @property
     def shedding(self) -> bool:
-        """Refusing new requests at the door: the queue stands, or memory is high."""
-        return self.queue.standing or self.memory_high
+        """Refusing (some) new requests at the door: the queue stands, a work limit holds, or
+        memory is high."""
+        limited = self.work_limit is not None and self.work_limit.limit is not None
+        return self.queue.standing or limited or self.memory_high
 
     @asynccontextmanager
     async def watching_memory(self, limit_bytes: int, interval: float) -> AsyncIterator[None]:
