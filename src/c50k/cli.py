@@ -126,7 +126,8 @@ def bench(
     scenario: Annotated[
         str,
         typer.Argument(
-            help="hot, fanout, c50k, burst, overload, locust, hot-redis, stampede, db, or all."
+            help="hot, fanout, c50k, burst, overload, locust, hot-redis, stampede, db, "
+            "db-mixed, or all."
         ),
     ],
     duration: Annotated[

@@ -17,6 +17,7 @@ from rich.console import Console
 from c50k.bench.cache_scenarios import hot_redis, stampede
 from c50k.bench.classic import locust
 from c50k.bench.database import db
+from c50k.bench.database_mixed import db_mixed
 from c50k.bench.machine import read_machine
 from c50k.bench.report import build_report, write_report
 from c50k.bench.runner import Context
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
     "hot-redis": hot_redis,
     "stampede": stampede,
     "db": db,
+    "db-mixed": db_mixed,
 }
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

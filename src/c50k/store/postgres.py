@@ -167,9 +167,11 @@ class PostgresStore:
         return self._shards[shard_of(item_id, self._slot_map)]
 
     def _reader(self, shard: Shard, item_id: int | None) -> Server:
+        if not shard.replicas:
+            return shard.primary
         token = consistency.read_after.get()
         min_lsn = token.lsn if token is not None and token.shard == shard.index else 0
-        if item_id is not None:
+        if item_id is not None and self._recent_writes:  # Empty unless this worker wrote.
             min_lsn = max(min_lsn, self._recent_writes.get(item_id, 0))
         chosen = choose_replica(
             shard.health, self._settings.max_replica_lag_seconds, min_lsn, next(turns)
