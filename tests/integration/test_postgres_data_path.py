@@ -4,6 +4,7 @@ pgwire.py), with one pooled connection so that every statement is prepared on it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 
 import asyncpg
@@ -95,6 +96,24 @@ async def test_the_token_lsn_is_past_the_commit_record(
             assert commit_end <= token.lsn
     finally:
         await conn.close()
+        await store.close()
+
+
+async def test_reads_share_one_query_while_every_connection_is_taken(
+    proxy: CountingProxy, postgres_stack: StackState
+) -> None:
+    store = store_through(proxy, postgres_stack)
+    await store.open()
+    try:
+        for item_id in range(1, 41):
+            await store.put(item_id, b'{"id":%d}' % item_id)
+        for _ in range(2):  # The first time prepares both statements (and reads the array type).
+            before = proxy.round_trips
+            bodies = await asyncio.gather(*(store.get(item_id) for item_id in range(1, 51)))
+            assert bodies == [b'{"id":%d}' % i if i <= 40 else None for i in range(1, 51)]
+        # The first read took the one connection; the 49 behind it ran as one query.
+        assert proxy.round_trips - before == 2
+    finally:
         await store.close()
 
 

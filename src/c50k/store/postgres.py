@@ -17,10 +17,10 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
@@ -29,6 +29,7 @@ from c50k.observability.metrics import PoolStats
 from c50k.settings import PostgresSettings
 from c50k.store import consistency
 from c50k.store.base import ItemJson, Page, StoredItem, page_of
+from c50k.store.batching import BatchedReads
 from c50k.store.consistency import ConsistencyToken
 from c50k.store.routing import (
     ReplicaHealth,
@@ -41,7 +42,6 @@ from c50k.store.servers import STORE, Server
 
 logger = logging.getLogger(__name__)
 
-GET = "SELECT body FROM items WHERE id = $1"
 # One round trip each: the procedures (migration 0002) write, commit, and return the commit's
 # LSN for the consistency token.
 PUT = "CALL c50k_put_item($1, $2)"
@@ -57,6 +57,7 @@ BUDGET = (
     "SELECT current_setting('max_connections')::int, "
     "current_setting('superuser_reserved_connections')::int"
 )
+T = TypeVar("T")
 UNHEALTHY = ReplicaHealth(healthy=False, lag_seconds=float("inf"), replay_lsn=0)
 
 
@@ -73,6 +74,11 @@ class Shard:
     # (monotonic time, primary's WAL position) of recent health checks: a replica's lag is
     # how long ago the primary was where the replica is now.
     history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    # Each server's reads of one item, coalesced while its pool is busy.
+    batches: dict[str, BatchedReads] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.batches = {server.label: BatchedReads(server) for server in self.servers}
 
     @property
     def servers(self) -> tuple[Server, ...]:
@@ -133,9 +139,9 @@ class PostgresStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
             self._monitor = None
-        servers = [server for shard in self._shards for server in shard.servers]
-        self._shards.clear()
-        await asyncio.gather(*(server.close() for server in servers))
+        shards, self._shards = self._shards, []
+        await asyncio.gather(*(b.close() for shard in shards for b in shard.batches.values()))
+        await asyncio.gather(*(server.close() for shard in shards for server in shard.servers))
 
     async def _check_budgets(self) -> None:
         """Refuse to start a fleet that would open more connections than a server accepts."""
@@ -178,25 +184,26 @@ class PostgresStore:
         )
         return shard.primary if chosen is None else shard.replicas[chosen]
 
-    async def _read(self, shard: Shard, item_id: int | None, statement: Any) -> Any:
+    async def _read(
+        self, shard: Shard, item_id: int | None, read: Callable[[Server], Awaitable[T]]
+    ) -> T:
         server = self._reader(shard, item_id)
         if server.role == "replica":
             try:
-                result = await server.run(statement)
+                result = await read(server)
                 self.stats.reads[shard.index, "replica"] += 1
                 return result
             except StoreUnavailable as exc:
                 # Out of rotation until the next health check finds it well again.
                 shard.health[shard.replicas.index(server)] = UNHEALTHY
                 logger.warning("replica read failed, the primary answers: %s", exc)
-        result = await shard.primary.run(statement)
+        result = await read(shard.primary)
         self.stats.reads[shard.index, "primary"] += 1
         return result
 
     async def get(self, item_id: int) -> ItemJson | None:
-        body = await self._read(
-            self._shard(item_id), item_id, lambda conn: conn.fetchval(GET, item_id)
-        )
+        shard = self._shard(item_id)
+        body = await self._read(shard, item_id, lambda s: shard.batches[s.label].get(item_id))
         return None if body is None else body.encode()
 
     async def _write(self, item_id: int, statement: Any, *, idempotent: bool) -> Any:
@@ -225,11 +232,11 @@ class PostgresStore:
         """Scatter-gather: the next `limit + 1` ids of every shard, read in parallel and merged
         by id; the cursor is the last id, the same on every shard."""
 
-        def statement(conn: Any) -> Any:
-            return conn.fetch(PAGE, after, limit + 1)
+        def read(server: Server) -> Awaitable[list[Any]]:
+            return server.run(lambda conn: conn.fetch(PAGE, after, limit + 1))
 
         parts: Sequence[list[Any]] = await asyncio.gather(
-            *(self._read(s, None, statement) for s in self._shards)
+            *(self._read(s, None, read) for s in self._shards)
         )
         merged = heapq.merge(*parts, key=lambda row: row[0])
         rows = itertools.islice(merged, limit + 1)

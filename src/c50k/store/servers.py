@@ -105,7 +105,7 @@ class Server:
         self._settings = settings
         self._pool: Any = None
         self._size = pool_limit(settings)
-        self._in_use = 0  # Connections taken by statements of this worker now.
+        self._taken = 0  # Connections statements of this worker hold or wait for now.
         # Seconds each statement waited for a pooled connection (the metrics' pool waits).
         self.observe_wait: Callable[[float], None] | None = None
 
@@ -126,7 +126,7 @@ class Server:
 
     def stats(self) -> tuple[int, int]:
         """(open connections, connections in use)."""
-        return int(self._pool.get_size()), self._in_use
+        return int(self._pool.get_size()), min(self._taken, self._size)
 
     async def run(self, statement: Callable[[Any], Awaitable[T]], *, idempotent: bool = True) -> T:
         """`statement(connection)` on a pooled connection. A connection found broken is
@@ -150,18 +150,28 @@ class Server:
         kind = StoreUnavailable if unavailable(exc) else StoreError
         return kind(STORE, f"{self.label}: {exc!r}")
 
+    @property
+    def busy(self) -> bool:
+        """Every connection is taken: a statement now would wait for one."""
+        return self._taken >= self._size
+
     async def _once(self, statement: Callable[[Any], Awaitable[T]]) -> T:
         started = time.perf_counter()
-        if self._in_use < self._size:
-            # A connection is free or can be opened (asyncpg's connect timeout bounds that):
-            # no timer to arm, which would cost a third of what the statement does.
-            connection = await self._pool.acquire()
-        else:
-            # Only the wait for a connection is bounded here: a statement has its own limits
-            # (the server's statement_timeout, the request deadline).
-            async with asyncio.timeout(self._settings.pool_timeout_seconds):
+        busy = self.busy
+        self._taken += 1  # From here on, so that statements of this same turn count it.
+        try:
+            if busy:
+                # Only the wait for a connection is bounded here: a statement has its own
+                # limits (the server's statement_timeout, the request deadline).
+                async with asyncio.timeout(self._settings.pool_timeout_seconds):
+                    connection = await self._pool.acquire()
+            else:
+                # A connection is free or may be opened (asyncpg's connect timeout bounds
+                # that): no timer to arm, which would cost a third of what the statement does.
                 connection = await self._pool.acquire()
-        self._in_use += 1
+        except BaseException:
+            self._taken -= 1
+            raise
         try:
             if self.observe_wait is not None:
                 self.observe_wait(time.perf_counter() - started)
@@ -173,7 +183,7 @@ class Server:
                 connection.terminate()  # Never back into the pool: its state is unknown.
             raise _Broken(exc) from exc
         finally:
-            self._in_use -= 1
+            self._taken -= 1
             await self._pool.release(connection)
 
 
