@@ -2,7 +2,8 @@
 #   make run    create .venv, install, seed demo items into an empty store, serve the API
 #   make test   install what tests need (Debian packages too, when root), lint, type-check, test
 #   make lint   ruff format --check, ruff check, mypy --strict
-#   make bench  every benchmark scenario beside the baselines; the tables go into BENCHMARKS.md
+#   make bench  every benchmark scenario beside the baselines; the tables go into BENCHMARKS.md;
+#               then 50,000 connections at the fleet rehearsal's balancer (as root)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -43,6 +44,7 @@ test: system-deps $(STAMP) lint
 # BENCH_ARGS=... passes options through, e.g. BENCH_ARGS="--duration 5".
 bench: system-deps $(STAMP)
 	$(BIN)/c50k bench all --update-benchmarks BENCHMARKS.md $(BENCH_ARGS)
+	scripts/bench-fleet
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

@@ -26,7 +26,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from c50k.bench.targets import Target, posts_template, start_c50k, start_mock_upstream
+from c50k.bench.targets import Target, mock_upstream, posts_template, start_c50k
 from c50k.stack.process import free_port
 
 OFF = {"C50K_METRICS_ENABLED": "false", "C50K_LOG_REQUEST_ID": "false"}
@@ -59,44 +59,43 @@ def main() -> int:
     args = parser.parse_args()
     on = dict(item.split("=", 1) for item in args.on)
     workdir = Path(tempfile.mkdtemp(prefix="c50k-observability-cost-"))
-    upstream = start_mock_upstream(workdir / "upstream", free_port())
-    targets: dict[str, Target] = {}
-    try:
-        for name, extra in (("on", on), ("off", OFF)):
-            env = {
-                "C50K_UPSTREAM_URL": posts_template(upstream),
-                "C50K_STORE_BACKEND": "memory",
-                "C50K_CACHE_TTL_SECONDS": "3600",
-                "C50K_SERVER_DRAIN_SECONDS": "0",
-                "C50K_LOG_LEVEL": "warning",
-                "C50K_METRICS_PORT": str(free_port()),
-                **extra,
-            }
-            targets[name] = start_c50k(
-                workdir / name, free_port(), ["127.0.0.1"], args.workers, env
+    with mock_upstream(workdir / "upstream") as upstream:
+        targets: dict[str, Target] = {}
+        try:
+            for name, extra in (("on", on), ("off", OFF)):
+                env = {
+                    "C50K_UPSTREAM_URL": posts_template(upstream),
+                    "C50K_STORE_BACKEND": "memory",
+                    "C50K_CACHE_TTL_SECONDS": "3600",
+                    "C50K_SERVER_DRAIN_SECONDS": "0",
+                    "C50K_LOG_LEVEL": "warning",
+                    "C50K_METRICS_PORT": str(free_port()),
+                    **extra,
+                }
+                targets[name] = start_c50k(
+                    workdir / name, free_port(), ["127.0.0.1"], args.workers, env
+                )
+            urls = {name: f"{t.base_url}/items/1" for name, t in targets.items()}
+            for url in urls.values():  # Warm-up: item 1 and 2 into every worker's cache.
+                rps(wrk(url, 16, 2), 2)
+            ratios = []
+            print(f"round  on rps   off rps   on/off   ({args.connections} connections each)")
+            for i in range(args.rounds):
+                # Which wrk starts first alternates: an `off` against `off` run (both instances
+                # alike) measured 0.979 with `on` always first, within its spread but not 1.
+                order = list(urls.items())[:: 1 if i % 2 == 0 else -1]
+                running = {n: wrk(u, args.connections, args.duration) for n, u in order}
+                got = {n: rps(p, args.duration) for n, p in running.items()}
+                ratios.append(got["on"] / got["off"])
+                print(f"{i + 1:>5}  {got['on']:>7,.0f}  {got['off']:>8,.0f}   {ratios[-1]:.3f}")
+            print(
+                f"median on/off {statistics.median(ratios):.3f} "
+                f"(min {min(ratios):.3f}, max {max(ratios):.3f}); "
+                f"{os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
             )
-        urls = {name: f"{t.base_url}/items/1" for name, t in targets.items()}
-        for url in urls.values():  # Warm-up: item 1 and 2 into every worker's cache.
-            rps(wrk(url, 16, 2), 2)
-        ratios = []
-        print(f"round  on rps   off rps   on/off   ({args.connections} connections each)")
-        for i in range(args.rounds):
-            # Which wrk starts first alternates: an `off` against `off` run (both instances
-            # alike) measured 0.979 with `on` always first, within its spread but not 1.
-            order = list(urls.items())[:: 1 if i % 2 == 0 else -1]
-            running = {n: wrk(u, args.connections, args.duration) for n, u in order}
-            got = {n: rps(p, args.duration) for n, p in running.items()}
-            ratios.append(got["on"] / got["off"])
-            print(f"{i + 1:>5}  {got['on']:>7,.0f}  {got['off']:>8,.0f}   {ratios[-1]:.3f}")
-        print(
-            f"median on/off {statistics.median(ratios):.3f} "
-            f"(min {min(ratios):.3f}, max {max(ratios):.3f}); "
-            f"{os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-        )
-    finally:
-        for target in targets.values():
-            target.stop()
-        upstream.stop()
+        finally:
+            for target in targets.values():
+                target.stop()
     return 0
 
 

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from c50k import __version__
-from c50k.render.commands import render_app
-from c50k.settings import Settings, configuration_table
-from c50k.stack.commands import stack_app
-from c50k.store.commands import db_app
+from c50k.bench.registry import names_help, select
+from c50k.commands.config import config_app, load_settings
+from c50k.commands.db import db_app
+from c50k.commands.fleet import fleet_app
+from c50k.commands.render import render_app
+from c50k.commands.stack import stack_app
 
 app = typer.Typer(
     name="c50k",
@@ -39,14 +40,6 @@ def _root(
 ) -> None:
     """Every setting comes from C50K_* environment variables (docs/configuration.md);
     command-line flags override them."""
-
-
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        typer.echo(f"c50k: invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -125,10 +118,7 @@ def seed(
 def bench(
     scenario: Annotated[
         str,
-        typer.Argument(
-            help="hot, fanout, c50k, burst, overload, locust, hot-redis, stampede, db, "
-            "db-mixed, or all."
-        ),
+        typer.Argument(help=names_help()),
     ],
     duration: Annotated[
         int, typer.Option(min=1, help="Seconds per closed-loop step (hot, fanout).")
@@ -149,7 +139,11 @@ def bench(
         typer.Option(min=1, help="Connections (locust: users) instead of the scenario's own."),
     ] = None,
     target: Annotated[
-        str | None, typer.Option(help="Measure this running service instead (a URL).")
+        str | None,
+        typer.Option(
+            help="Measure this running service instead: a URL, or several of one port, "
+            "comma-separated, to spread the load over its addresses.",
+        ),
     ] = None,
     results: Annotated[Path, typer.Option(help="Where reports go.")] = Path("bench/results"),
     update_benchmarks: Annotated[
@@ -161,19 +155,16 @@ def bench(
     Starts everything it measures on loopback addresses and stops it afterwards; never
     changes a system setting, but names the one that capped a run.
     """
-    from c50k.bench.main import SCENARIOS, BenchOptions, run_bench  # noqa: PLC0415
+    try:
+        scenarios = select(scenario, external=target is not None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    from c50k.bench.main import BenchOptions, run_bench  # noqa: PLC0415 -- keep --help fast.
 
-    names = list(SCENARIOS) if scenario == "all" else [scenario]
-    unknown = [n for n in names if n not in SCENARIOS]
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
-    if unknown:
-        raise typer.BadParameter(f"unknown scenario {unknown[0]!r}; choose from {list(SCENARIOS)}")
-    local_only = sorted({"overload", "locust", "hot-redis", "stampede"} & set(names))
-    if target is not None and local_only:
-        # Both configure the c50k they measure (its admission limit, its store and upstream).
-        raise typer.BadParameter(f"--target does not apply to {', '.join(local_only)}")
     options = BenchOptions(
-        scenarios=names,
+        scenarios=[s.name for s in scenarios],
+        settings=load_settings(),
         duration_seconds=duration,
         addresses=addresses,
         targets=chosen,
@@ -188,21 +179,8 @@ def bench(
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(render_app, name="render")
-
-config_app = typer.Typer(help="Show the effective configuration, or its documentation.")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(config_app, name="config")
-
-
-@config_app.command("show")
-def config_show() -> None:
-    """Print the effective settings (environment applied) as JSON."""
-    typer.echo(load_settings().model_dump_json(indent=2))
-
-
-@config_app.command("docs")
-def config_docs() -> None:
-    """Print the table of every C50K_* variable (docs/configuration.md holds it)."""
-    typer.echo(configuration_table(), nl=False)
 
 
 @app.command()

@@ -7,8 +7,10 @@ field, so `C50K_UPSTREAM_URL` sets `upstream.url` and `C50K_SERVER_WORKERS` sets
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from c50k.render.inventory import Instance, format_instances, parse_instances
+from c50k.inventory import Instance, format_instances, parse_instances
 
 # Files a worker keeps for itself beyond client connections: listening socket, logs, the
 # store's files, the event loop's own descriptors, and connections that are being refused.
@@ -28,9 +30,28 @@ RESERVED_FILES_PER_WORKER = 256
 
 # A TOML file of settings (`c50k stack up` writes one); C50K_* variables override it.
 SETTINGS_FILE_ENV = "C50K_SETTINGS_FILE"
+# After SIGTERM a worker drains, finishes its requests, then closes its pools (this long).
+WORKER_CLOSE_SECONDS = 2
+# ... and gunicorn's master exits this long after its last worker.
+MASTER_EXIT_SECONDS = 3
 
 # Largest item id: ids are signed 64-bit integers in every store.
 MAX_ITEM_ID = 2**63 - 1
+
+
+# Of the memory the workers share, what they may fill before refusing new requests.
+MEMORY_SHARE = 0.9
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory, or the cgroup's limit when it is lower (a container)."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = CGROUP_MEMORY_MAX.read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
 
 
 def connection_budget_for(nofile: int, upstream_connections: int) -> int:
@@ -69,7 +90,7 @@ class ServerSettings(BaseModel):
     keepalive_seconds: int = Field(
         default=75, ge=1, description="Idle keep-alive; keep it above the load balancer's."
     )
-    # 30 s killed workers in a 50,000-connection storm on 2 cores (FINDINGS.md); 300 s did not.
+    # 30 s killed workers in a 50,000-connection storm on 2 cores (BENCHMARKS.md); 300 s did not.
     worker_timeout_seconds: int = Field(
         default=300, ge=10, description="gunicorn restarts a worker silent this long."
     )
@@ -96,11 +117,39 @@ class ServerSettings(BaseModel):
         description="Connections a worker holds before answering 503 "
         "(default: open-file limit minus upstream pool minus 256).",
     )
-    max_in_flight: int = Field(
-        default=1000,
+    # Admission is by waiting time (api/shedding.py). 10 s: a closed loop of 50,000
+    # connections on 4 workers of a 2-core machine queues each request a few seconds at most
+    # (BENCHMARKS.md), and a balancer's server timeout (30 s rendered) must cover the queue
+    # plus the request deadline.
+    max_queue_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request that waited longer than this for its worker's event loop is "
+        "answered 503, and new ones are refused until the queue has drained to half of it.",
+    )
+    queue_target_seconds: float = Field(
+        default=0.0,
         ge=0,
-        description="Requests a worker works on at once; more get a fast 503 with "
-        "Retry-After (0: no limit).",
+        description="A queueing-delay objective (CoDel's target): when every request waits at "
+        "least this long for an interval, the worker refuses new ones until its queue drains "
+        "(0: off; only the maximum applies).",
+    )
+    queue_interval_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="How long delays must stay at or above the target before the worker sheds.",
+    )
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Requests a worker works on at once; more get a fast 503 (0: no count "
+        "limit; admission is by waiting time).",
+    )
+    memory_limit_mb: int | None = Field(
+        default=None,
+        ge=16,
+        description="Resident memory of a worker above which it refuses new requests "
+        "(default: 90% of the machine's or its cgroup's memory, shared by the workers).",
     )
     # Never "*": uvicorn would believe the leftmost X-Forwarded-For, which the client writes.
     forwarded_allow_ips: str = Field(
@@ -130,6 +179,21 @@ class ServerSettings(BaseModel):
             f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in self.host.split(",")
         ]
 
+    @model_validator(mode="after")
+    def _target_below_maximum(self) -> ServerSettings:
+        if self.queue_target_seconds >= self.max_queue_seconds:
+            raise ValueError(
+                f"queue_target_seconds ({self.queue_target_seconds}) must be below "
+                f"max_queue_seconds ({self.max_queue_seconds})"
+            )
+        return self
+
+    def memory_limit_bytes(self) -> int:
+        """Resident memory one worker may use before it refuses new requests."""
+        if self.memory_limit_mb is not None:
+            return self.memory_limit_mb * 1024 * 1024
+        return int(MEMORY_SHARE * machine_memory_bytes() / self.workers)
+
     def connection_budget(self, upstream_connections: int) -> int:
         """Connections a worker accepts before it answers 503 instead of running out of files."""
         if self.max_connections_per_worker is not None:
@@ -138,6 +202,18 @@ class ServerSettings(BaseModel):
         if soft == resource.RLIM_INFINITY:
             soft = 1_048_576
         return connection_budget_for(soft, upstream_connections)
+
+    @property
+    def worker_stop_seconds(self) -> int:
+        """How long gunicorn lets a worker stop before it kills it: the drain, then in-flight
+        requests, then closing pools."""
+        return math.ceil(self.drain_seconds + self.graceful_timeout_seconds) + WORKER_CLOSE_SECONDS
+
+    @property
+    def stop_seconds(self) -> int:
+        """How long an instance (gunicorn's master and its workers) may take to stop after
+        SIGTERM before a process manager kills it."""
+        return self.worker_stop_seconds + MASTER_EXIT_SECONDS
 
 
 class UpstreamSettings(BaseModel):
@@ -255,6 +331,25 @@ class CacheSettings(BaseModel):
     max_items: int = Field(
         default=100_000, ge=1, description="Entries per worker; least recently used go first."
     )
+    # Half the TTL: a refresh waits one loop iteration per await, seconds on a saturated
+    # worker, and must land before the entry expires.
+    refresh_ahead: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A hit on an entry older than this share of its TTL reloads it in the "
+        "background, so hot entries never expire (1: reload only once expired).",
+    )
+    stale_while_revalidate_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="After its TTL an item is served stale this long while one refresh runs.",
+    )
+    stale_if_error_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After its TTL an item is served stale this long when its refresh fails.",
+    )
 
 
 class RedisSettings(BaseModel):
@@ -263,7 +358,7 @@ class RedisSettings(BaseModel):
         description="redis://host:port/db of the shared cache; unset: the in-process cache only.",
     )
     # Tens of milliseconds: a Redis that is down or stalled must cost a request little, and the
-    # breaker stops even that after a few failures (FINDINGS.md: redis-py waits forever by
+    # breaker stops even that after a few failures (docs/cache.md: redis-py waits forever by
     # default).
     connect_timeout_seconds: float = Field(default=0.05, gt=0, description="To connect.")
     socket_timeout_seconds: float = Field(default=0.05, gt=0, description="Per command.")
@@ -282,16 +377,6 @@ class RedisSettings(BaseModel):
         ge=10,
         description="One loader per key across the fleet holds a lease this long; the others "
         "wait for its value at most this long, then load themselves.",
-    )
-    stale_while_revalidate_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        description="After its TTL an item is served stale this long while one refresh runs.",
-    )
-    stale_if_error_seconds: float = Field(
-        default=60.0,
-        ge=0,
-        description="After its TTL an item is served stale this long when the refresh fails.",
     )
     namespace: str = Field(default="c50k", min_length=1, description="Prefix of every key.")
     # Bump it when the value format changes: old keys are then never read, and expire.
@@ -507,7 +592,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = os.environ.get(SETTINGS_FILE_ENV)
+        path = _settings_file.get() or os.environ.get(SETTINGS_FILE_ENV)
         if not path:
             return (init_settings, env_settings)
         if not Path(path).is_file():
@@ -531,6 +616,20 @@ class Settings(BaseSettings):
                 f"upstream call's timeout ({self.upstream.timeout_seconds} s)"
             )
         return self
+
+
+# The file `instance_settings` reads in place of C50K_SETTINGS_FILE's.
+_settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
+
+def instance_settings(settings_file: Path) -> Settings:
+    """What a process started with C50K_SETTINGS_FILE=`settings_file` in this environment
+    reads: the stack's view of an app instance it starts."""
+    token = _settings_file.set(settings_file)
+    try:
+        return Settings()
+    finally:
+        _settings_file.reset(token)
 
 
 def configuration_table() -> str:

@@ -1,9 +1,9 @@
-"""A worker over its connection budget answers 503 at once instead of running out of files."""
+"""A worker over its connection budget answers a JSON 503 at once instead of running out of
+files, and keeps serving the connections it holds."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +11,7 @@ import pytest
 
 from c50k.stack.process import free_port
 from tests.e2e.conftest import Upstream, scrape_metrics, start_service
+from tests.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,31 +39,36 @@ def test_connections_beyond_the_budget_get_503_and_service_recovers(
         async def crowd() -> tuple[list[httpx.Response], list[httpx.Response]]:
             limits = httpx.Limits(max_connections=30, max_keepalive_connections=0)
             async with httpx.AsyncClient(base_url=service.url, limits=limits, timeout=10) as h:
-                # BUDGET - 1 slow requests hold connections; then a crowd arrives.
-                held = [asyncio.create_task(h.get(f"/items/{i}")) for i in range(1, BUDGET)]
-                for _ in range(250):  # Up to 5 s for the held requests to reach the upstream.
-                    if upstream.stats()["in_flight"] == 2 * (BUDGET - 1):
-                        break
-                    await asyncio.sleep(0.02)
+                # BUDGET slow requests hold every connection the worker takes; a crowd arrives.
+                held = [asyncio.create_task(h.get(f"/items/{i}")) for i in range(1, BUDGET + 1)]
+                await eventually(
+                    lambda: upstream.stats()["in_flight"] == 2 * BUDGET,
+                    "the held requests at the upstream",
+                )
                 crowd = await asyncio.gather(*(h.get(f"/items/{i}") for i in range(10, 36)))
                 return list(await asyncio.gather(*held)), list(crowd)
 
         held, refused = asyncio.run(crowd())
-        assert [r.status_code for r in held] == [200] * (BUDGET - 1)
+        assert [r.status_code for r in held] == [200] * BUDGET
         assert [r.status_code for r in refused] == [503] * len(refused)
         assert all(r.headers["connection"] == "close" for r in refused)
+        # The service's own JSON, never a server's plain text.
+        assert all(r.json() == {"detail": "Service overloaded, retry later"} for r in refused)
+        assert all(r.headers["retry-after"] == "1" for r in refused)
 
         upstream.control(latency_ms=0)
         after = httpx.get(f"{service.url}/items/1", timeout=10)
         assert after.status_code == 200
         assert after.headers["x-items-complete"] == "true"
 
-        # uvicorn answers these itself, before the app: the worker counts them all the same.
-        line = f"c50k_http_connections_refused_total {float(len(refused))}"
-        deadline = time.monotonic() + 10
-        while line not in (text := scrape_metrics(metrics_port)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert line in text.splitlines(), text
+        # The protocol answers these before the app: the worker counts them all the same.
+        line = f'c50k_http_requests_shed_total{{reason="connections"}} {float(len(refused))}'
+        wait_until(
+            lambda: line in scrape_metrics(metrics_port).splitlines(),
+            "the refusals published",
+            10.0,
+            detail=lambda: scrape_metrics(metrics_port),
+        )
     finally:
         upstream.control(latency_ms=0)
         service.process.stop()

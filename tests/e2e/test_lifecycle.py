@@ -7,7 +7,6 @@ import csv
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from c50k.items.demo import demo_post as post
 from tests.e2e.conftest import Service, Upstream, start_service
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_sigterm_drains_then_finishes_in_flight_requests(
         },
     )
     try:
-        asyncio.run(_drain_scenario(service))
+        asyncio.run(_drain_scenario(service, upstream))
         # Drain (1.5 s) + the last slow request: well inside the graceful timeout.
         assert service.process.wait(timeout=20) == 0
     finally:
@@ -46,16 +46,23 @@ def test_sigterm_drains_then_finishes_in_flight_requests(
     assert "Traceback" not in log
 
 
-async def _drain_scenario(service: Service) -> None:
+async def _drain_scenario(service: Service, upstream: Upstream) -> None:
     async with httpx.AsyncClient(base_url=service.url, timeout=20) as http:
         keep_alive = await http.get("/health")  # Opens a keep-alive connection to reuse below.
         assert keep_alive.status_code == 200
-        slow_ids = range(80_000, 80_010)
+        # Ten requests whose items and related items are twenty distinct ids: each reaches
+        # the upstream for its own id, whatever worker serves it.
+        slow_ids = range(80_000, 80_020, 2)
+        before = {i: upstream.count(i) for i in slow_ids}
         slow = [asyncio.create_task(http.get(f"/items/{i}")) for i in slow_ids]
-        await asyncio.sleep(0.5)  # All ten are waiting on the 1.5 s upstream now.
+        await eventually(
+            lambda: all(upstream.count(i) > before[i] for i in slow_ids),
+            "all ten waiting on the 1.5 s upstream",
+        )
 
         service.process.send_signal(signal.SIGTERM)  # Sent by an orchestrator to stop the node.
-        await asyncio.sleep(0.3)
+        log = service.process.log_path
+        await eventually(lambda: log.read_text().count("draining:") >= 2, "both workers draining")
         async with httpx.AsyncClient(base_url=service.url, timeout=5) as fresh:
             ready = await fresh.get("/ready")
             health = await fresh.get("/health")
@@ -69,16 +76,15 @@ async def _drain_scenario(service: Service) -> None:
             assert response.json()["main_item"] == post(item_id)
 
         # Past the drain, the listener is closed: new connections are refused.
-        deadline = time.monotonic() + 10
-        refused = False
-        while time.monotonic() < deadline and not refused:
+        async def refused() -> bool:
             try:
                 async with httpx.AsyncClient(base_url=service.url, timeout=1) as probe:
                     await probe.get("/health")
-                await asyncio.sleep(0.1)
             except httpx.ConnectError:
-                refused = True
-        assert refused
+                return True
+            return False
+
+        await eventually(refused, "new connections refused", 10.0)
 
 
 def test_locust_user_runs_with_zero_failures(service: Service, tmp_path: Path) -> None:
@@ -113,10 +119,7 @@ def test_sigint_stops_at_once_even_with_requests_in_flight(
         async def in_flight_then_interrupt() -> None:
             async with httpx.AsyncClient(base_url=service.url, timeout=20) as http:
                 slow = asyncio.create_task(http.get("/items/1"))
-                for _ in range(250):  # Up to 5 s for the request to reach the upstream.
-                    if upstream.stats()["in_flight"]:
-                        break
-                    await asyncio.sleep(0.02)
+                await eventually(lambda: bool(upstream.stats()["in_flight"]), "at the upstream")
                 service.process.send_signal(signal.SIGINT)  # Ctrl-C in a terminal.
                 try:
                     cut = (await slow).status_code

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from c50k.stack.process import free_port
 from c50k.stack.state import StackState
 from c50k.store.consistency import HEADER
 from tests.e2e.conftest import start_service
+from tests.waiting import wait_until
 
 C50K = [sys.executable, "-m", "c50k"]
 
@@ -37,14 +37,15 @@ def store_reads(samples: dict[str, float]) -> float:
 
 def scrape_until(port: int, done: Callable[[dict[str, float]], bool]) -> dict[str, float]:
     """The exporter's samples once `done` holds (workers publish every interval)."""
-    deadline = time.monotonic() + 10.0
     samples: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        samples = scrape(port)
-        if done(samples):
-            return samples
-        time.sleep(0.2)
-    raise AssertionError(f"not scraped within 10 s: {samples}")
+
+    def scraped() -> bool:
+        samples.clear()
+        samples.update(scrape(port))
+        return done(samples)
+
+    wait_until(scraped, "scraped", 10.0, detail=lambda: str(samples))
+    return samples
 
 
 @pytest.fixture

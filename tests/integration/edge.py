@@ -9,10 +9,10 @@ import io
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +23,7 @@ from c50k.stack.apps import instance_process, start_instance
 from c50k.stack.process import ManagedProcess
 from c50k.stack.stack import StackPlan, up
 from c50k.stack.state import ServiceRecord, StackState
+from tests.waiting import wait_until
 
 Kind = Literal["haproxy", "nginx"]
 KINDS: list[Kind] = ["haproxy", "nginx"]
@@ -58,25 +59,17 @@ class Edge:
         return Path(record.log).read_text(errors="replace")
 
     def served(self, record: ServiceRecord, marker: str = '"path": "/items/') -> int:
-        # c50k's JSON access line (C50K_SERVER_ACCESS_LOG), one per request an instance served.
-        return self.app_log(record).count(marker)
+        return served(Path(record.log), marker)
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.state.state_dir / self.kind
 
     def lb_log(self) -> str:
-        runtime = self.state.state_dir / self.kind
-        return "".join(p.read_text(errors="replace") for p in sorted(runtime.glob("*.log")))
+        return balancer_log(self.runtime_dir)
 
     def haproxy_status(self) -> dict[str, str]:
-        """Each server's state in HAProxy's own eyes (UP, DOWN, ...), from its stats socket."""
-        path = self.state.state_dir / "haproxy" / "haproxy.sock"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(str(path))
-            sock.sendall(b"show stat\n")
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        rows = csv.DictReader(io.StringIO(b"".join(chunks).decode().lstrip("# ")))
-        return {r["svname"]: r["status"] for r in rows if r["pxname"] == "apps"}
+        return haproxy_status(self.runtime_dir)
 
     def kill9(self, record: ServiceRecord) -> None:
         """The instance dies at once, master and workers, as with a lost machine."""
@@ -95,17 +88,70 @@ class Edge:
             metrics_port=int(record.extra["metrics_port"] or 0),
         )
         self.restarted.append(process)
-        start_instance(process, record.host, record.port)
+        start_instance(process, record.host, record.port, self.state.settings_path)
         return process
 
     def wait_until(self, condition: str, check: Callable[[], bool], timeout: float = 15.0) -> float:
         """Poll `check()` until true; the monotonic time it became true."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return time.monotonic()
-            time.sleep(0.05)
-        raise AssertionError(f"not {condition} within {timeout} s:\n{self.lb_log()[-3000:]}")
+        return wait_until(check, condition, timeout, detail=lambda: self.lb_log()[-3000:])
+
+
+def balancer_log(runtime_dir: Path) -> str:
+    """Everything a balancer started in `runtime_dir` logged (HAProxy's output, nginx's error
+    log)."""
+    return "".join(p.read_text(errors="replace") for p in sorted(runtime_dir.glob("*.log")))
+
+
+def haproxy_status(runtime_dir: Path) -> dict[str, str]:
+    """Each server's state in HAProxy's own eyes (UP, DOWN, ...), from its stats socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(runtime_dir / "haproxy.sock"))
+        sock.sendall(b"show stat\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    rows = csv.DictReader(io.StringIO(b"".join(chunks).decode().lstrip("# ")))
+    return {r["svname"]: r["status"] for r in rows if r["pxname"] == "apps"}
+
+
+def out_of_rotation(kind: Kind, runtime_dir: Path, server: str, address: str) -> bool:
+    """Whether the balancer stopped sending to the instance at `address` (HAProxy's `server`)."""
+    if kind == "haproxy":
+        return haproxy_status(runtime_dir)[server].startswith("DOWN")
+    # nginx has passive checks only: the first failed attempt takes the instance out.
+    log = balancer_log(runtime_dir)
+    return f'upstream: "http://{address}' in log and "temporarily disabled" in log
+
+
+def attempts(runtime_dir: Path, address: str) -> int:
+    """Requests nginx sent to the instance at `address` that failed there."""
+    return balancer_log(runtime_dir).count(f'upstream: "http://{address}')
+
+
+def wait_for_failover(kind: Kind, runtime_dir: Path, server: str, address: str) -> float:
+    """Wait until the balancer took the dead instance at `address` out of rotation; with
+    nginx, also until its rest period passed and it tried the instance once more (a request
+    that must go on to another instance, not fail). Returns when the instance was out."""
+
+    def detail() -> str:
+        return balancer_log(runtime_dir)[-3000:]
+
+    out_at = wait_until(
+        partial(out_of_rotation, kind, runtime_dir, server, address),
+        "out of rotation",
+        15.0,
+        detail,
+    )
+    if kind == "nginx":
+        failed = attempts(runtime_dir, address)
+        wait_until(lambda: attempts(runtime_dir, address) > failed, "tried again", detail=detail)
+    return out_at
+
+
+def served(log: Path, marker: str = '"path": "/items/') -> int:
+    """Requests an instance served: c50k's JSON access line (C50K_SERVER_ACCESS_LOG), one each."""
+    return log.read_text(errors="replace").count(marker)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 from c50k.runtime.acceptor import BATCH, BatchAcceptor
+from tests.waiting import eventually
 
 
 class Echo(asyncio.Protocol):
@@ -38,11 +39,7 @@ async def test_a_backlog_larger_than_a_batch_is_accepted_and_served() -> None:
     assert len(acceptor._tasks) == BATCH
     acceptor.start()
     try:
-        for _ in range(100):
-            if Echo.opened == len(clients):
-                break
-            await asyncio.sleep(0.02)
-        assert Echo.opened == len(clients)
+        await eventually(lambda: Echo.opened == len(clients), "every connection open", 2.0)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"ping")
         assert await reader.readexactly(4) == b"ping"
@@ -62,8 +59,12 @@ async def test_closed_acceptor_takes_no_more_connections() -> None:
     acceptor = BatchAcceptor(loop, sock, Echo)
     acceptor.start()
     acceptor.close()
-    client = socket.create_connection(sock.getsockname())
-    await asyncio.sleep(0.1)
-    assert Echo.opened == 0  # Left in the backlog, for gunicorn to close with the socket.
+    client = socket.create_connection(sock.getsockname())  # In the accept queue on return.
+    for _ in range(3):  # Turns of the loop: a reader still installed would accept it now.
+        await asyncio.sleep(0)
+    assert Echo.opened == 0
+    sock.setblocking(False)
+    conn, _address = sock.accept()  # Left in the backlog, for gunicorn to close with the socket.
+    conn.close()
     client.close()
     sock.close()

@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from c50k.api.app import create_app
 from c50k.exceptions import StoreUnavailable
 from c50k.settings import Settings
-from c50k.store.base import ItemJson, Page
+from c50k.store.base import Page
 from c50k.store.memory import MemoryStore
+from c50k.types import ItemJson
 
 
 class BrokenStore(MemoryStore):

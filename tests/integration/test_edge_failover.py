@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.edge import KINDS, Edge, Kind, edge_stack
+from tests.integration.edge import KINDS, Edge, Kind, edge_stack, wait_for_failover
 from tests.integration.load import ConstantLoad, LoadReport
 
 # HAProxy checks /ready every 1 s and needs 2 failures: a dead instance is out within ~2 s.
@@ -28,22 +28,30 @@ def assert_no_failure(report: LoadReport, edge: Edge) -> None:
     assert report.ok > 0
 
 
-def out_of_rotation(edge: Edge, victim_index: int) -> bool:
-    if edge.kind == "haproxy":
-        return edge.haproxy_status()[f"app-{victim_index}"].startswith("DOWN")
-    # nginx has passive checks only: the first failed attempt takes the instance out.
-    victim = edge.apps[victim_index]
-    return f'upstream: "http://{victim.address}' in edge.lb_log() and (
-        "temporarily disabled" in edge.lb_log()
-    )
-
-
 def in_rotation(edge: Edge, index: int) -> bool:
     return edge.haproxy_status()[f"app-{index}"] == "UP"
 
 
 def serves_more(edge: Edge, index: int, served: int) -> bool:
     return edge.served(edge.apps[index]) > served
+
+
+def survivors_serve_more(edge: Edge, before: list[int]) -> bool:
+    return all(serves_more(edge, i, served) for i, served in zip((0, 2), before, strict=True))
+
+
+def workers_started(edge: Edge, index: int) -> int:
+    """Workers an instance has started (gunicorn's new ones after a SIGHUP among them)."""
+    return edge.app_log(edge.apps[index]).count("Application startup complete")
+
+
+def new_worker_up(edge: Edge, index: int, started: int) -> bool:
+    return workers_started(edge, index) > started
+
+
+def reloaded(edge: Edge, load: ConstantLoad, reloads: int, answered: int) -> bool:
+    """HAProxy's worker before the last reload exited, and requests were answered since."""
+    return edge.lb_log().count("Former worker") >= reloads and load.report.ok > answered
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -53,10 +61,11 @@ def test_kill9_of_one_instance_fails_no_request(tmp_path: Path, kind: Kind) -> N
         victim = edge.apps[1]
         killed_at = time.monotonic()
         edge.kill9(victim)
-        out_at = edge.wait_until("out of rotation", lambda: out_of_rotation(edge, 1))
-        time.sleep(4)
+        out_at = wait_for_failover(kind, edge.runtime_dir, victim.name, victim.address)
         survivors_before = [edge.served(a) for a in (edge.apps[0], edge.apps[2])]
-        time.sleep(2)
+        edge.wait_until(
+            "served by both survivors", partial(survivors_serve_more, edge, survivors_before)
+        )
         report = load.stop()
         survivors_after = [edge.served(a) for a in (edge.apps[0], edge.apps[2])]
     assert_no_failure(report, edge)
@@ -69,9 +78,10 @@ def test_rolling_restart_fails_no_request(tmp_path: Path, kind: Kind) -> None:
     with edge_stack(tmp_path / "stack", kind) as edge, ConstantLoad(edge.url) as load:
         edge.wait_until("served by every instance", lambda: all(edge.served(a) for a in edge.apps))
         # gunicorn's reload: new workers start, then the old ones drain.
-        for app in edge.apps:
+        for index, app in enumerate(edge.apps):
+            started = workers_started(edge, index)
             os.kill(app.pid, signal.SIGHUP)
-            time.sleep(1.5)
+            edge.wait_until("a new worker up", partial(new_worker_up, edge, index, started))
         # Then a full stop (drain, exit) and start of each instance, one at a time.
         for index, app in enumerate(edge.apps):
             edge.restart(app)
@@ -87,10 +97,13 @@ def test_haproxy_reload_fails_no_connection(tmp_path: Path) -> None:
         edge_stack(tmp_path / "stack", "haproxy", instances=2) as edge,
         ConstantLoad(edge.url, keepalive=False) as load,
     ):
-        time.sleep(1)
-        for _ in range(3):
-            os.kill(edge.lb.pid, signal.SIGUSR2)  # The master starts a new worker with the new
-            time.sleep(2)  # config, which takes the listeners over; the old one finishes.
+        edge.wait_until("served by every instance", lambda: all(edge.served(a) for a in edge.apps))
+        for reloads in range(1, 4):
+            # The master starts a new worker with the new config, which takes the listeners
+            # over; the old one finishes its connections and exits.
+            answered = load.report.ok
+            os.kill(edge.lb.pid, signal.SIGUSR2)
+            edge.wait_until("reloaded", partial(reloaded, edge, load, reloads, answered))
         report = load.stop()
         log = edge.lb_log()
     assert_no_failure(report, edge)

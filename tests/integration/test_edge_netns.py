@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -16,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from c50k.bench.sampling import process_tree
-from c50k.render.inventory import Instance, format_instances
+from c50k.fleet.netns import Namespace, namespaces
+from c50k.inventory import Instance, format_instances
 from c50k.settings import LbSettings, Settings
 from c50k.stack.balancer import launch_balancer
 from c50k.stack.process import ManagedProcess, free_port, http_ok
-from tests.integration.edge import ENV, KINDS, Kind
+from tests.integration.edge import ENV, KINDS, Kind, balancer_log, served, wait_for_failover
 from tests.integration.load import ConstantLoad
-from tests.integration.netns import Namespace, namespaces
+from tests.waiting import wait_until
 
 PORT = 8000
 START_TIMEOUT = 60.0
@@ -56,14 +56,25 @@ def test_kill9_of_an_instance_on_its_own_machine_fails_no_request(
             connections=2000,
         )
         balancer = stack.enter_context(launch_balancer(kind, Settings(lb=lb), tmp_path / kind))
+        logs = [tmp_path / f"app-{i}.log" for i in range(3)]
+        runtime = tmp_path / kind
+
+        def detail() -> str:
+            return balancer_log(runtime)[-3000:]
+
         with ConstantLoad(f"http://127.0.0.1:{lb.port}") as load:
-            time.sleep(2)
+            wait_until(lambda: all(served(log) for log in logs), "served by every instance")
             for pid in process_tree(apps[1].pid):  # The machine is gone: master and workers.
                 os.kill(pid, signal.SIGKILL)
-            time.sleep(6)
+            wait_for_failover(kind, runtime, "app-1", Instance(spaces[1].address, PORT).address)
+            before = [served(logs[0]), served(logs[2])]
+            wait_until(
+                lambda: served(logs[0]) > before[0] and served(logs[2]) > before[1],
+                "served by both survivors",
+                detail=detail,
+            )
             report = load.stop()
         assert balancer.running()
     assert report.failures == [], report.failures[:20]
-    # c50k's JSON access line, one per request an instance served.
-    served = [(tmp_path / f"app-{i}.log").read_text().count('"path": "/items/') for i in range(3)]
-    assert all(served), served
+    counts = [served(log) for log in logs]
+    assert all(counts), counts

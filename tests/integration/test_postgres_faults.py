@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
 import httpx
@@ -25,6 +24,7 @@ from c50k.stack.state import ServiceRecord, StackState
 from c50k.store.consistency import HEADER
 from c50k.store.postgres import PostgresStore
 from tests.conftest import empty_shards, postgres_settings
+from tests.waiting import eventually
 
 WAIT_SECONDS = 20.0
 
@@ -94,13 +94,8 @@ def restart(state: StackState, record: ServiceRecord) -> ServiceRecord:
     return fresh
 
 
-async def until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {WAIT_SECONDS} s: {what}")
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    await eventually(condition, what, WAIT_SECONDS)
 
 
 async def put(client: httpx.AsyncClient, item_id: int, version: int) -> httpx.Response:
@@ -192,7 +187,7 @@ async def test_replica_down_moves_its_reads_with_no_failed_request(
             complete[response.headers["x-items-complete"]] += 1
 
     load = asyncio.gather(*(reader(w) for w in range(8)))
-    await asyncio.sleep(0.2)
+    await eventually(lambda: statuses.total() >= 40, "reads under way")
     kill(shard.named("pg-0-replica-1"))
     await load
     assert statuses == {200: 480}
@@ -258,10 +253,11 @@ async def test_a_database_restarted_under_load_is_used_again_without_a_service_r
             await asyncio.sleep(0.01)
 
     load = asyncio.create_task(writer())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: statuses[200] >= 10, "writes under way")
     assert primary.stop()  # SIGINT: a fast shutdown, as an operator's restart does.
     restart(shard, primary)
-    await asyncio.sleep(0.5)
+    before = statuses.total()
+    await eventually(lambda: statuses.total() >= before + 20, "writes go on after the restart")
     stop.set()
     await load
     assert set(statuses) <= {200, 503}  # While it was down: 503 with Retry-After, no 500.

@@ -1,12 +1,17 @@
 """The rendered HAProxy and nginx files pass the real binaries' own checks (haproxy -c,
-nginx -t) in every shape the settings allow. Without the binaries these tests fail."""
+nginx -t) in every shape the settings allow, and the scrape config passes promtool's. Without
+the binaries these tests fail."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from c50k.inventory import parse_instances
+from c50k.observability.prometheus_config import render_scrape_config
 from c50k.render.files import Kind, Placement, render, validate
 from c50k.settings import LbSettings, Settings
 
@@ -30,3 +35,17 @@ def test_rendered_file_passes_the_binary_check(tmp_path: Path, kind: Kind, shape
     path = tmp_path / f"{kind}.conf"
     path.write_text(render(kind, settings, Placement(runtime_dir=str(tmp_path))))
     validate(kind, path)  # Raises with the binary's complaint.
+
+
+def test_the_scrape_config_passes_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is missing: scripts/system-deps installs prometheus"
+    instances = parse_instances("127.0.0.1:9101, app-2.internal:9101,[::1]:9102", weighted=False)
+    text = render_scrape_config(instances, job="c50k", interval_seconds=5)
+    assert "'[::1]:9102'" in text
+    path = tmp_path / "prometheus.yml"
+    path.write_text(text)
+    checked = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

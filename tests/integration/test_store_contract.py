@@ -15,6 +15,7 @@ from c50k.store.memory import MemoryStore
 from c50k.store.postgres import ConnectionBudgetError, PostgresStore
 from c50k.store.sqlite import SqliteStore
 from tests.conftest import empty_shards, postgres_settings
+from tests.waiting import eventually
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres", "pgbouncer"])
@@ -125,17 +126,14 @@ async def test_a_failed_write_never_undoes_another_writers_write(tmp_path: Path)
     blocker = sqlite3.connect(path, timeout=0)
     blocker.execute("BEGIN IMMEDIATE")  # Another process holds the write lock.
 
-    async def release_soon() -> None:
-        await asyncio.sleep(0.3)
+    puts = [asyncio.ensure_future(store.put(i, b'{"id":%d}' % i)) for i in (1, 2, 3)]
+
+    async def release_once_one_gives_up() -> None:
+        # The first writer waited its busy timeout out; the next one waits now.
+        await eventually(lambda: any(put.done() for put in puts), "a writer gave up")
         blocker.rollback()
 
-    outcomes = await asyncio.gather(
-        store.put(1, b'{"id":1}'),
-        store.put(2, b'{"id":2}'),
-        store.put(3, b'{"id":3}'),
-        release_soon(),
-        return_exceptions=True,
-    )
+    outcomes = await asyncio.gather(*puts, release_once_one_gives_up(), return_exceptions=True)
     try:
         for item_id, outcome in zip((1, 2, 3), outcomes, strict=False):
             if outcome is None:  # Answered as written: it must be there.

@@ -8,7 +8,7 @@ from collections import Counter
 import orjson
 
 from c50k.exceptions import ItemNotFound
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 
 def item(item_id: int, source: str) -> ItemJson:
@@ -16,17 +16,18 @@ def item(item_id: int, source: str) -> ItemJson:
 
 
 class FakeUpstream:
-    """Answers every id in `items`, raises `errors[id]`, and counts calls."""
+    """Answers every id in `items`, raises `errors[id]`, and counts calls. With a `gate`, every
+    call waits until the test opens it: a slow upstream whose answer the test releases."""
 
     def __init__(
         self,
         items: set[int] | None = None,
         errors: dict[int, Exception] | None = None,
-        delay: float = 0.0,
+        gate: asyncio.Event | None = None,
     ) -> None:
         self.items = items or set()
         self.errors = errors or {}
-        self.delay = delay
+        self.gate = gate
         self.calls: Counter[int] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -36,8 +37,8 @@ class FakeUpstream:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            if self.gate is not None:
+                await self.gate.wait()
             if item_id in self.errors:
                 raise self.errors[item_id]
             if item_id not in self.items:

@@ -11,19 +11,19 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from c50k.cli import app
+from c50k.inventory import (
+    Instance,
+    InventoryError,
+    format_instances,
+    is_private,
+    parse_instances,
+)
 from c50k.render.files import (
     KINDS,
     LB_RESERVED_FILES,
     RenderError,
     lb_processes,
     render,
-)
-from c50k.render.inventory import (
-    Instance,
-    InventoryError,
-    format_instances,
-    is_private,
-    parse_instances,
 )
 from c50k.runtime.serving import gunicorn_hooks, gunicorn_settings
 from c50k.settings import LbSettings, ServerSettings, Settings

@@ -17,6 +17,7 @@ from c50k.store import consistency
 from c50k.store.consistency import ConsistencyToken
 from c50k.store.memory import MemoryStore
 from tests.unit.fakes import FakeUpstream, item
+from tests.waiting import eventually
 
 URL = "http://upstream/posts/{id}"
 
@@ -60,9 +61,13 @@ async def test_without_upstream_a_missing_item_is_not_found() -> None:
 
 
 async def test_sides_resolve_concurrently() -> None:
-    upstream = FakeUpstream(items={1, 2}, delay=0.05)
+    gate = asyncio.Event()
+    upstream = FakeUpstream(items={1, 2}, gate=gate)
     service, _store = build(upstream)
-    await service.aggregate(1)
+    aggregate = asyncio.ensure_future(service.aggregate(1))
+    await eventually(lambda: upstream.in_flight == 2, "both sides at the upstream", 2.0)
+    gate.set()
+    await aggregate
     assert upstream.max_in_flight == 2
 
 
@@ -84,7 +89,7 @@ async def test_one_failed_side_keeps_the_other(error: Exception, message: str) -
 
 
 async def test_deadline_turns_the_slow_side_unavailable() -> None:
-    upstream = FakeUpstream(items={1, 2}, delay=0.5)
+    upstream = FakeUpstream(items={1, 2}, gate=asyncio.Event())  # It never answers.
     service, store = build(upstream, cached=False, deadline=0.05)
     await store.put(1, item(1, "store"))
     aggregate = await service.aggregate(1)
@@ -115,19 +120,25 @@ async def test_cache_off_reaches_the_upstream_every_time() -> None:
 
 
 async def test_concurrent_misses_share_one_load() -> None:
-    upstream = FakeUpstream(items={1, 2}, delay=0.02)
+    gate = asyncio.Event()
+    upstream = FakeUpstream(items={1, 2}, gate=gate)
     service, _store = build(upstream)
-    await asyncio.gather(*(service.aggregate(1) for _ in range(50)))
+    aggregates = asyncio.gather(*(service.aggregate(1) for _ in range(50)))
+    await eventually(lambda: upstream.in_flight == 2, "both loads at the upstream")
+    gate.set()
+    await aggregates
     assert upstream.calls[1] == 1
     assert upstream.calls[2] == 1
 
 
 async def test_write_invalidates_and_an_older_load_cannot_refill() -> None:
-    upstream = FakeUpstream(items={1, 2}, delay=0.05)
+    gate = asyncio.Event()
+    upstream = FakeUpstream(items={1, 2}, gate=gate)
     service, _store = build(upstream)
     stale = asyncio.ensure_future(service.get(1))  # Starts loading from the upstream.
-    await asyncio.sleep(0.01)
+    await eventually(lambda: upstream.in_flight == 1, "loading")
     await service.put(1, item(1, "written"))
+    gate.set()
     assert orjson.loads(await stale)["source"] == "upstream"  # It finishes, but...
     assert orjson.loads(await service.get(1))["source"] == "written"  # ...did not refill.
 
@@ -162,14 +173,16 @@ async def test_cached_sides_answer_without_tasks() -> None:
 
 
 async def test_a_side_past_the_deadline_still_lets_its_shared_load_fill_the_cache() -> None:
-    upstream = FakeUpstream(items={1, 2}, delay=0.2)
+    gate = asyncio.Event()
+    upstream = FakeUpstream(items={1, 2}, gate=gate)
     service, _store = build(upstream, deadline=0.05)
     timed_out = await service.aggregate(1)
     assert sides(timed_out.to_json()) == (
         {"error": "External service unavailable"},
         {"error": "External service unavailable"},
     )
-    await asyncio.sleep(0.3)  # The shared loads were not cancelled with the request.
+    gate.set()  # The shared loads were not cancelled with the request: they finish now.
+    await eventually(lambda: upstream.in_flight == 0, "the shared loads done")
     later = await service.aggregate(1)
     assert later.complete
     assert upstream.calls[1] == 1

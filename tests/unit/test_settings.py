@@ -14,6 +14,7 @@ from c50k.settings import (
     Settings,
     UpstreamSettings,
     configuration_table,
+    instance_settings,
 )
 
 
@@ -85,6 +86,25 @@ def test_gunicorn_options_follow_settings() -> None:
     assert options["graceful_timeout"] == math.ceil(2.5 + 30) + 2  # Drain, in-flight, margin.
     assert options["forwarded_allow_ips"] == "127.0.0.1"
     assert options["accesslog"] is None
+
+
+def test_an_instance_reads_its_settings_file_under_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c50k.toml"
+    path.write_text("[server]\nworkers = 5\ndrain_seconds = 7.0\ngraceful_timeout_seconds = 10.0\n")
+    monkeypatch.delenv("C50K_SETTINGS_FILE", raising=False)
+    monkeypatch.setenv("C50K_SERVER_WORKERS", "2")
+    server = instance_settings(path).server
+    assert (server.workers, server.drain_seconds) == (2, 7.0)  # The variable wins, as in serve.
+    assert server.stop_seconds == math.ceil(7.0 + 10.0) + 5
+    assert Settings().server.drain_seconds == 3.0  # This process's own reading is untouched.
+
+
+def test_every_stop_timeout_is_derived_from_the_drain_and_the_grace() -> None:
+    server = ServerSettings(drain_seconds=2.5, graceful_timeout_seconds=30)
+    assert server.worker_stop_seconds == math.ceil(2.5 + 30) + 2  # gunicorn's graceful_timeout
+    assert server.stop_seconds == server.worker_stop_seconds + 3  # systemd's, the stack's
 
 
 def test_configuration_page_matches_the_settings() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -17,19 +18,20 @@ from c50k import __version__
 from c50k.api.admission import AdmissionControl
 from c50k.api.errors import install_error_handlers
 from c50k.api.fastpath import ItemsFastPath
+from c50k.api.lifecycle import Lifecycle
 from c50k.api.middleware import CloseWhileDraining
 from c50k.api.responses import JsonResponse
 from c50k.api.routes import router
 from c50k.api.services import Services
+from c50k.api.shedding import Admission, QueuePolicy
 from c50k.cache.memory import MemoryCache
 from c50k.cache.readthrough import Freshness, LocalTtl, ReadThroughCache
 from c50k.cache.shared import RedisLayer
 from c50k.cache.stats import CacheStats
 from c50k.items.service import ItemService
-from c50k.items.sources import Reads, SourceChain, Upstream
+from c50k.items.sources import SourceChain
 from c50k.observability.instrumentation import RecordAnswers, RequestObserver
-from c50k.observability.metrics import Metrics, ReplicatedStore
-from c50k.observability.refusals import Refusals
+from c50k.observability.metrics import Metrics
 from c50k.observability.requestid import RequestIds
 from c50k.observability.tracing import (
     TracedReads,
@@ -39,13 +41,16 @@ from c50k.observability.tracing import (
     traced,
     tracing_requested,
 )
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
-from c50k.store.base import ItemJson, ItemStore
+from c50k.store.base import ItemStore
 from c50k.store.factory import open_store
+from c50k.types import ItemJson, Reads, ReplicatedStore, Upstream
 from c50k.upstream.client import UpstreamClient
 
 logger = logging.getLogger(__name__)
+
+# How often a worker compares its resident memory with its limit.
+MEMORY_CHECK_SECONDS = 0.5
 
 
 async def open_services(
@@ -99,12 +104,31 @@ async def open_services(
     return Services(settings, lifecycle, store, upstream, cache, items)
 
 
-def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -> ReadThroughCache:
-    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one."""
+def open_cache(
+    settings: Settings,
+    load: Callable[[int], Awaitable[ItemJson]],
+    *,
+    timer: Callable[[], float] = time.monotonic,
+) -> ReadThroughCache:
+    """The in-process layer alone, or (with C50K_REDIS_URL) Redis behind one. `timer` ages
+    the in-process entries (tests move it by hand)."""
     cache, redis_settings = settings.cache, settings.redis
     if redis_settings.url is None:
-        memory = MemoryCache(cache.max_items, cache.ttl_seconds, cache.negative_ttl_seconds)
-        return ReadThroughCache(memory, load)
+        freshness = Freshness(
+            ttl=cache.ttl_seconds,
+            negative_ttl=cache.negative_ttl_seconds,
+            stale_while_revalidate=cache.stale_while_revalidate_seconds,
+            stale_if_error=cache.stale_if_error_seconds,
+        )
+        memory = MemoryCache(
+            cache.max_items,
+            cache.ttl_seconds,
+            cache.negative_ttl_seconds,
+            timer=timer,
+            stale_seconds=freshness.stale_seconds,
+            refresh_ahead=cache.refresh_ahead,
+        )
+        return ReadThroughCache(memory, load, freshness=freshness)
     # In front of Redis, in-process entries live as long as in Redis while this worker hears
     # every invalidation, and local_ttl_seconds while it may miss some (docs/cache.md).
     short = redis_settings.local_ttl_seconds
@@ -113,15 +137,17 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
         unheard=(min(cache.ttl_seconds, short), min(cache.negative_ttl_seconds, short)),
     )
     front: MemoryCache | None = (
-        MemoryCache(cache.max_items, *local_ttl.unheard, jitter=redis_settings.ttl_jitter)
+        MemoryCache(
+            cache.max_items, *local_ttl.unheard, timer=timer, jitter=redis_settings.ttl_jitter
+        )
         if redis_settings.local
         else None
     )
     freshness = Freshness(
         ttl=cache.ttl_seconds,
         negative_ttl=cache.negative_ttl_seconds,
-        stale_while_revalidate=redis_settings.stale_while_revalidate_seconds,
-        stale_if_error=redis_settings.stale_if_error_seconds,
+        stale_while_revalidate=cache.stale_while_revalidate_seconds,
+        stale_if_error=cache.stale_if_error_seconds,
         jitter=redis_settings.ttl_jitter,
     )
     stats = CacheStats()
@@ -132,14 +158,22 @@ def open_cache(settings: Settings, load: Callable[[int], Awaitable[ItemJson]]) -
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     lifecycle: Lifecycle | None = None,
     *,
     store: ItemStore | None = None,
 ) -> FastAPI:
-    settings = settings if settings is not None else Settings()
     lifecycle = lifecycle if lifecycle is not None else Lifecycle()
     metrics = Metrics() if settings.metrics.enabled else None
+    server = settings.server
+    admission = Admission(
+        QueuePolicy(
+            max_queue_seconds=server.max_queue_seconds,
+            target_seconds=server.queue_target_seconds,
+            interval_seconds=server.queue_interval_seconds,
+        ),
+        max_in_flight=server.max_in_flight,
+    )
     # FastAPI's native OpenTelemetry looked up the tracer provider, and with it os.environ, on
     # every request (2.5% of a fan-out worker's CPU): on only when OTEL_* variables ask for it.
     tracing = tracing_requested()
@@ -151,6 +185,9 @@ def create_app(
                 stack.callback(start_tracing())
             if metrics is not None:
                 await stack.enter_async_context(_publishing(metrics, settings))
+            await stack.enter_async_context(
+                admission.watching_memory(server.memory_limit_bytes(), MEMORY_CHECK_SECONDS)
+            )
             app.state.services = await open_services(
                 settings, lifecycle, stack, store, metrics=metrics, tracing=tracing
             )
@@ -164,7 +201,7 @@ def create_app(
             yield
 
     app = C50kApp(
-        max_in_flight=settings.server.max_in_flight,
+        admission=admission,
         lifecycle=lifecycle,
         observability=Observability(
             metrics=metrics,
@@ -180,6 +217,7 @@ def create_app(
         default_response_class=JsonResponse,
     )
     app.state.lifecycle = lifecycle
+    app.state.admission = admission  # The worker's protocol refuses at the door with it.
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(CloseWhileDraining, lifecycle=lifecycle)
@@ -223,13 +261,13 @@ class C50kApp(FastAPI):
     def __init__(
         self,
         *,
-        max_in_flight: int,
+        admission: Admission,
         lifecycle: Lifecycle,
         observability: Observability,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._max_in_flight = max_in_flight
+        self._admission = admission
         self._lifecycle = lifecycle
         self._observability = observability
 
@@ -243,18 +281,6 @@ class C50kApp(FastAPI):
                 metrics=seen.metrics, request_ids=seen.request_ids, access_log=seen.access_log
             )
         fast = ItemsFastPath(inner, state=self.state, lifecycle=self._lifecycle)
-        admission = AdmissionControl(fast, self._max_in_flight, observer)
         if seen.metrics is not None:
-            _sample_admission(seen.metrics, admission)
-        return admission
-
-
-def _sample_admission(metrics: Metrics, admission: AdmissionControl) -> None:
-    in_flight = metrics.http_in_flight
-
-    def sample() -> None:
-        in_flight.set(admission.in_flight)
-        metrics.publish_delta(metrics.http_shed, ("shed",), admission.shed)
-        metrics.publish_delta(metrics.connections_refused, ("refused",), Refusals.count)
-
-    metrics.add_sampler(sample)
+            seen.metrics.watch_admission(self._admission)
+        return AdmissionControl(fast, self._admission, observer)

@@ -15,9 +15,9 @@ import logging
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from c50k.api.lifecycle import Lifecycle
 from c50k.items.service import Aggregate
 from c50k.observability.instrumentation import ROUTE_KEY, answering
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import MAX_ITEM_ID
 from c50k.store import consistency
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from c50k.runtime.lifecycle import Lifecycle
+from c50k.api.lifecycle import Lifecycle
 
 
 class CloseWhileDraining:

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from c50k.api.lifecycle import Lifecycle
 from c50k.cache.readthrough import ReadThroughCache
 from c50k.items.service import ItemService
-from c50k.runtime.lifecycle import Lifecycle
 from c50k.settings import Settings
 from c50k.store.base import ItemStore
 from c50k.upstream.client import UpstreamClient

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from c50k.settings import RESERVED_FILES_PER_WORKER, UpstreamSettings, connection_budget_for
+from c50k.settings import RESERVED_FILES_PER_WORKER, connection_budget_for
 
 if TYPE_CHECKING:
     from c50k.bench.runner import Context
@@ -38,7 +38,7 @@ def workers_to_hold(connections: int, per_worker: int, cpus: int) -> int:
 
 def advise(ctx: Context, result: ScenarioResult) -> list[Advice]:
     machine = ctx.machine
-    pool = UpstreamSettings().max_connections
+    pool = ctx.settings.upstream.max_connections
     budget = connection_budget_for(machine.nofile_soft, pool)
     advice = [
         Advice(
@@ -66,15 +66,13 @@ def advise(ctx: Context, result: ScenarioResult) -> list[Advice]:
             )
         )
     advice += _upstream_pool(ctx, result)
-    capacity = result.settings.get("capacity_rps")
-    if capacity:
-        limit = max(1, math.ceil(capacity / machine.cpus * LATENCY_TARGET_SECONDS))
+    if result.name == "overload":
         advice.append(
             Advice(
-                "C50K_SERVER_MAX_IN_FLIGHT",
-                str(limit),
-                f"{capacity} rps over {machine.cpus} workers x "
-                f"{LATENCY_TARGET_SECONDS * 1000:.0f} ms latency target",
+                "C50K_SERVER_QUEUE_TARGET_SECONDS",
+                f"{LATENCY_TARGET_SECONDS:g}",
+                "with a latency objective: workers shed early to keep admitted requests near "
+                "it (the overload steps show goodput and p99 in each admission mode)",
             )
         )
     advice += _bound(ctx, result)

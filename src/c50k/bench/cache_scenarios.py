@@ -15,9 +15,15 @@ import statistics
 from functools import partial
 
 from c50k.bench.runner import Context, Step, h2load_loads, measure, with_target
-from c50k.bench.scenarios import ScenarioResult, all_cached, common_checks, warm_up, wrk_step
+from c50k.bench.scenarios import (
+    ScenarioResult,
+    common_checks,
+    served_from_cache,
+    warm_up,
+    wrk_step,
+)
 from c50k.bench.stress import check_bodies
-from c50k.bench.targets import Target, start_c50k, start_mock_upstream
+from c50k.bench.targets import Target, mock_upstream, start_c50k
 from c50k.bench.targets_setup import aggregate_body, c50k_env, hot_paths, start_target
 from c50k.stack.process import free_port
 from c50k.stack.redis import running_redis
@@ -66,11 +72,13 @@ async def hot_redis(ctx: Context, rounds: int = 3) -> ScenarioResult:
             "duration_seconds": ctx.duration_seconds,
         },
     )
-    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
     targets: dict[str, Target] = {}
     envs: dict[str, dict[str, str]] = {}
-    try:
-        with running_redis(ctx.step_dir("redis")) as redis:
+    with (
+        mock_upstream(ctx.step_dir("upstream")) as upstream,
+        running_redis(ctx.step_dir("redis")) as redis,
+    ):
+        try:
             for variant, extra in _variants(redis.url).items():
                 envs[variant] = c50k_env(ctx, upstream, **extra)
                 targets[variant] = await asyncio.to_thread(
@@ -99,12 +107,11 @@ async def hot_redis(ctx: Context, rounds: int = 3) -> ScenarioResult:
                         common_checks(step, want_no_errors=True)
                         # A Redis command that times out (a saturated machine) sends that read
                         # to the sources: fail-open, visible here.
-                        all_cached(step)
+                        served_from_cache(ctx, len(paths) + 1, ctx.machine.cpus)(step)
                         result.steps.append(step)
-    finally:
-        for target in targets.values():
-            await asyncio.to_thread(target.stop)
-        upstream.stop()
+        finally:
+            for target in targets.values():
+                await asyncio.to_thread(target.stop)
     for connections in levels:
         _note_ratio(ctx, result.steps, _label(BOTH, connections), _label(REDIS_ONLY, connections))
         _note_ratio(ctx, result.steps, _label(IN_PROCESS, connections), _label(BOTH, connections))
@@ -119,73 +126,63 @@ async def stampede(ctx: Context, latency_ms: float = 200) -> ScenarioResult:
         "stampede",
         {"connections": connections, "upstream_latency_ms": latency_ms, "workers": workers},
     )
-    upstream = start_mock_upstream(
-        ctx.step_dir("upstream"), free_port(), latency_ms=latency_ms, posts=100_000
-    )
-    try:
-        with running_redis(ctx.step_dir("redis")) as redis:
-            # The generator, 4 workers and Redis share the cores: the burst stalls each event
-            # loop, and Redis itself, past the default 50 ms command timeout, which sends the
-            # misses to the sources (fail-open). The last variant shows the lease with
-            # timeouts that outlast those stalls.
-            variants = {
-                "single-flight per worker": {},
-                "redis lease, default timeouts": {"C50K_REDIS_URL": redis.url},
-                "redis lease, 500 ms timeouts": {
-                    "C50K_REDIS_URL": redis.url,
-                    "C50K_REDIS_SOCKET_TIMEOUT_SECONDS": "0.5",
-                    "C50K_REDIS_CONNECT_TIMEOUT_SECONDS": "0.5",
-                },
-            }
-            for number, (label, extra) in enumerate(variants.items()):
-                cold = 5001 + 2 * number  # Never asked before: a cold id per variant.
-                env = c50k_env(
-                    ctx,
-                    upstream,
-                    C50K_SERVER_MAX_IN_FLIGHT="0",  # All of them wait on the one load.
-                    C50K_REQUEST_DEADLINE_SECONDS="30",
-                    C50K_UPSTREAM_TIMEOUT_SECONDS="10",
-                    **extra,
-                )
-                exact = "C50K_REDIS_SOCKET_TIMEOUT_SECONDS" in extra
+    with (
+        mock_upstream(ctx.step_dir("upstream"), latency_ms=latency_ms, posts=100_000) as upstream,
+        running_redis(ctx.step_dir("redis")) as redis,
+    ):
+        # The generator, 4 workers and Redis share the cores: the burst stalls each event
+        # loop, and Redis itself, past the default 50 ms command timeout, which sends the
+        # misses to the sources (fail-open). The last variant shows the lease with
+        # timeouts that outlast those stalls.
+        variants = {
+            "single-flight per worker": {},
+            "redis lease, default timeouts": {"C50K_REDIS_URL": redis.url},
+            "redis lease, 500 ms timeouts": {
+                "C50K_REDIS_URL": redis.url,
+                "C50K_REDIS_SOCKET_TIMEOUT_SECONDS": "0.5",
+                "C50K_REDIS_CONNECT_TIMEOUT_SECONDS": "0.5",
+            },
+        }
+        for number, (label, extra) in enumerate(variants.items()):
+            cold = 5001 + 2 * number  # Never asked before: a cold id per variant.
+            env = c50k_env(ctx, upstream, **extra)
+            exact = "C50K_REDIS_SOCKET_TIMEOUT_SECONDS" in extra
 
-                async def use(
-                    target: Target,
-                    label: str = label,
-                    env: dict[str, str] = env,
-                    cold: int = cold,
-                    exact: bool = exact,
-                ) -> list[Step]:
-                    loads = h2load_loads(
-                        target,
-                        ctx.addresses,
-                        connections,
-                        [f"/items/{cold}"],
-                        ctx.step_dir(label.replace(" ", "-"), "h2load"),
-                        requests_per_client=1,
-                        max_seconds=60.0,
-                        active_timeout_seconds=45.0,
+            async def use(
+                target: Target,
+                label: str = label,
+                env: dict[str, str] = env,
+                cold: int = cold,
+                exact: bool = exact,
+            ) -> list[Step]:
+                loads = h2load_loads(
+                    target,
+                    ctx.addresses,
+                    connections,
+                    [f"/items/{cold}"],
+                    ctx.step_dir(label.replace(" ", "-"), "h2load"),
+                    requests_per_client=1,
+                    max_seconds=60.0,
+                    active_timeout_seconds=45.0,
+                )
+                step = await measure(ctx, target, label, loads, upstream=upstream, service=env)
+                common_checks(step, want_no_errors=True)
+                check_bodies(step, len(aggregate_body(cold)))
+                calls = step.upstream_requests or 0
+                # Two keys per request: the id and its related id.
+                if exact:
+                    step.check("one upstream call per key", calls == 2, f"{calls} calls")
+                else:
+                    bound = 2 * workers
+                    step.check(
+                        "at most one call per key per worker", calls <= bound, f"{calls} calls"
                     )
-                    step = await measure(ctx, target, label, loads, upstream=upstream, service=env)
-                    common_checks(step, want_no_errors=True)
-                    check_bodies(step, len(aggregate_body(cold)))
-                    calls = step.upstream_requests or 0
-                    # Two keys per request: the id and its related id.
-                    if exact:
-                        step.check("one upstream call per key", calls == 2, f"{calls} calls")
-                    else:
-                        bound = 2 * workers
-                        step.check(
-                            "at most one call per key per worker", calls <= bound, f"{calls} calls"
-                        )
-                    return [step]
+                return [step]
 
-                start = partial(
-                    start_target, ctx, "c50k", workers, upstream, env=env, ceiling_body=b"{}"
-                )
-                result.steps += await with_target(start, use)
-    finally:
-        upstream.stop()
+            start = partial(
+                start_target, ctx, "c50k", workers, upstream, env=env, ceiling_body=b"{}"
+            )
+            result.steps += await with_target(start, use)
     for step in result.steps:
         ctx.notes.append(f"{step.label}: {step.upstream_requests} upstream calls")
     return result

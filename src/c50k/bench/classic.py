@@ -16,10 +16,9 @@ from c50k.bench.results import Aggregate, GeneratorRun, Histogram
 from c50k.bench.runner import Context, Step, progress, with_target
 from c50k.bench.sampling import ServerFigures, sample, sample_every
 from c50k.bench.scenarios import ScenarioResult
-from c50k.bench.targets import Target, start_mock_upstream
+from c50k.bench.targets import Target, mock_upstream
 from c50k.bench.targets_setup import c50k_env, start_target
 from c50k.bench.wrk import run_bounded
-from c50k.stack.process import free_port
 
 PERCENTILES = (50, 66, 75, 80, 90, 95, 98, 99, 99.9, 99.99, 100)
 
@@ -64,9 +63,8 @@ async def locust(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(
         "locust", {"users": users, "duration_seconds": duration, "think_time_seconds": [1, 5]}
     )
-    upstream = start_mock_upstream(ctx.step_dir("upstream"), free_port())
-    env = c50k_env(ctx, upstream)
-    try:
+    with mock_upstream(ctx.step_dir("upstream")) as upstream:
+        env = c50k_env(ctx, upstream)
 
         async def use(target: Target) -> list[Step]:
             workdir = ctx.step_dir("c50k", "locust")
@@ -115,5 +113,3 @@ async def locust(ctx: Context) -> ScenarioResult:
             use,
         )
         return result
-    finally:
-        upstream.stop()

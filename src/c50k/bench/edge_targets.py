@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from c50k.bench.targets import Target, start_c50k
+from c50k.inventory import Instance, format_instances
 from c50k.render.files import lb_processes
-from c50k.render.inventory import Instance, format_instances
 from c50k.settings import LbSettings, Settings
 from c50k.stack.balancer import Balancer, launch_balancer
 from c50k.stack.process import free_port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,35 +13,20 @@ from urllib.parse import urlsplit
 import orjson
 from rich.console import Console
 
-from c50k.bench.cache_scenarios import hot_redis, stampede
-from c50k.bench.classic import locust
-from c50k.bench.database import db
-from c50k.bench.database_mixed import db_mixed
 from c50k.bench.machine import read_machine
+from c50k.bench.registry import BY_NAME
 from c50k.bench.report import build_report, write_report
 from c50k.bench.runner import Context
-from c50k.bench.scenarios import ScenarioResult, fanout, hot
-from c50k.bench.stress import burst, c50k, overload
 from c50k.bench.targets_setup import ALL_TARGETS
+from c50k.settings import Settings
 
-SCENARIOS: dict[str, Callable[[Context], Awaitable[ScenarioResult]]] = {
-    "hot": hot,
-    "fanout": fanout,
-    "c50k": c50k,
-    "burst": burst,
-    "overload": overload,
-    "locust": locust,
-    "hot-redis": hot_redis,
-    "stampede": stampede,
-    "db": db,
-    "db-mixed": db_mixed,
-}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     scenarios: list[str]
+    settings: Settings
     duration_seconds: int = 15
     addresses: int = 4
     targets: tuple[str, ...] = ALL_TARGETS
@@ -59,8 +43,10 @@ async def run_scenario(name: str, options: BenchOptions, console: Console) -> Pa
     addresses = [f"127.0.0.{i}" for i in range(1, options.addresses + 1)]
     targets = list(options.targets)
     if options.external_url is not None:
-        # Only the given service, on its own address.
-        addresses = [urlsplit(options.external_url).hostname or "127.0.0.1"]
+        # Only the given service, on its own addresses (several URLs of one port: the load
+        # spreads over them, as over the loopback addresses).
+        urls = [u.strip() for u in options.external_url.split(",") if u.strip()]
+        addresses = [urlsplit(u).hostname or "127.0.0.1" for u in urls]
         targets = ["external"]
     ctx = Context(
         workdir=(options.results_dir / f"{stamp}-{name}").resolve(),
@@ -70,11 +56,12 @@ async def run_scenario(name: str, options: BenchOptions, console: Console) -> Pa
         baselines_dir=(options.bench_dir / "baselines").resolve(),
         targets=targets,
         console=console,
+        settings=options.settings,
         external_url=options.external_url,
         connections=options.connections,
     )
     console.rule(f"c50k bench {name}")
-    result = await SCENARIOS[name](ctx)
+    result = await BY_NAME[name].load()(ctx)
     report = build_report(ctx, result, started, ["c50k", "bench", *sys.argv[2:]])
     directory = write_report(ctx.workdir, report)
     verdict = "[green]passed[/]" if result.passed else "[red]failed[/]"

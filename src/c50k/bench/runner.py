@@ -24,6 +24,7 @@ from c50k.bench.results import Aggregate, GeneratorError, GeneratorRun
 from c50k.bench.sampling import ServerFigures, sample, sample_every
 from c50k.bench.targets import Target
 from c50k.bench.wrk import WrkOptions, run_wrk
+from c50k.settings import Settings
 
 # Connections one generator process takes on: well inside the 20,000-file limit.
 CONNECTIONS_PER_GENERATOR = 12_500
@@ -114,6 +115,9 @@ class Context:
     baselines_dir: Path
     targets: list[str]
     console: Console
+    # c50k's settings in this environment, read once by the command line: what every c50k
+    # target starts from before a scenario's own variables.
+    settings: Settings
     # --target URL: measure that service instead of starting c50k and the baselines.
     external_url: str | None = None
     # --connections: the scenario's connection count (users for locust) instead of its own.

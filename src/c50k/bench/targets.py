@@ -12,12 +12,13 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from c50k.bench.sampling import process_tree
-from c50k.stack.process import ManagedProcess, ProcessError, http_ok
+from c50k.stack.process import ManagedProcess, ProcessError, free_port, http_ok
 
 START_TIMEOUT = 30.0
 # gunicorn's graceful timeout is 30 s and c50k drains first; the harness does not wait that
@@ -80,16 +81,19 @@ def _start(
     return target
 
 
-def start_mock_upstream(
-    workdir: Path,
-    port: int,
-    latency_ms: float = 0,
-    jitter_ms: float = 0,
-    posts: int = 100_000,
-) -> Target:
+@contextmanager
+def mock_upstream(
+    workdir: Path, *, latency_ms: float = 0, posts: int = 100_000
+) -> Iterator[Target]:
+    """`c50k upstream` on a free port while the block runs, stopped whatever happens."""
+    port = free_port()
     argv = [sys.executable, "-m", "c50k", "upstream", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--posts", str(posts), "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
-    return _start("upstream", argv, workdir, port, ["127.0.0.1"])
+    argv += ["--posts", str(posts), "--latency-ms", str(latency_ms)]
+    upstream = _start("upstream", argv, workdir, port, ["127.0.0.1"])
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
 
 
 def posts_template(upstream: Target) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 NULL = b"null"
 

@@ -10,6 +10,14 @@ single flight asks Redis for the value or the lease; the lease holder loads and 
 value, the others poll Redis for it (bounded by the lease), then load themselves.
 After its TTL a value is served stale for a bounded time while one caller refreshes it
 (stale-while-revalidate), and longer when the refresh fails (stale-if-error).
+
+With the in-process layer alone, a hit on an entry past `refresh_ahead` of its TTL starts one
+background refresh (single-flight, so a write's invalidation detaches it like any load) and is
+served at once; a hot entry is reloaded before it expires, and a refresh, however long it waits
+behind a busy event loop, is never a request's error. Past its TTL the entry is served stale
+while a refresh runs (up to `stale_while_revalidate`), and up to `stale_if_error` when the last
+refresh failed or a load fails. An entry is never served more than TTL + the larger window after
+it was loaded; beyond that, requests load it themselves, within their deadline.
 """
 
 from __future__ import annotations
@@ -22,12 +30,12 @@ from dataclasses import dataclass
 
 from c50k.cache.envelope import Stored
 from c50k.cache.keys import jittered_ms
-from c50k.cache.memory import Entry, MemoryCache
+from c50k.cache.memory import Entry, MemoryCache, Slot
 from c50k.cache.shared import Claim, RedisLayer
 from c50k.cache.singleflight import SingleFlight
 from c50k.cache.stats import CacheStats
 from c50k.exceptions import C50kError, ItemNotFound
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +44,9 @@ STALE_IF_ERROR = "stale-if-error"
 # A waiter polls Redis for the lease holder's value, first soon, then less often.
 POLL_FIRST_SECONDS = 0.005
 POLL_MAX_SECONDS = 0.05
+# After a failed background refresh, the next one waits this long: a source that is down gets
+# one try a second per key and worker, not one per hit.
+REFRESH_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +69,13 @@ class Freshness:
     jitter: float = 0.0
 
     @property
+    def stale_seconds(self) -> float:
+        """How long past its TTL a value may be served at most."""
+        return max(self.stale_while_revalidate, self.stale_if_error)
+
+    @property
     def stale_ms(self) -> int:
-        return round(max(self.stale_while_revalidate, self.stale_if_error) * 1000)
+        return round(self.stale_seconds * 1000)
 
 
 class ReadThroughCache:
@@ -79,7 +95,7 @@ class ReadThroughCache:
         self._freshness = freshness or Freshness(ttl=10.0, negative_ttl=2.0)
         self.stats = stats if stats is not None else CacheStats()
         self._flights: SingleFlight[int, Entry] = SingleFlight()
-        self._refreshes: set[asyncio.Task[None]] = set()
+        self._refreshes: set[asyncio.Task[object]] = set()
         self._local_ttl = local_ttl
         if redis is not None:
             redis.listen(self._forget, self._hearing)
@@ -90,13 +106,69 @@ class ReadThroughCache:
 
     def peek(self, item_id: int) -> Entry | None:
         """The in-process entry, without waiting: the hot path answers from here."""
-        if self._memory is None:
+        memory = self._memory
+        if memory is None:
             return None
-        entry = self._memory.get(item_id)
-        if entry is None:
-            self.stats.local_misses += 1
-        else:
+        slot = memory.slot(item_id)
+        if slot is not None:
+            now = memory.timer()
+            if now < slot.refresh_at:
+                self.stats.local_hits += 1
+                return slot.entry
+            entry = self._aging(item_id, slot, now)
+            if entry is not None:
+                return entry
+        self.stats.local_misses += 1
+        return None
+
+    def _aging(self, item_id: int, slot: Slot, now: float) -> Entry | None:
+        """An entry due for its refresh, or past its TTL: what may still be served of it."""
+        if self._redis is not None:
+            # In front of Redis the local TTL bounds what a missed invalidation can cost:
+            # nothing is served past it (Redis has its own stale windows).
+            if now < slot.fresh_until:
+                self.stats.local_hits += 1
+                return slot.entry
+            return None
+        self._refresh_soon(item_id, slot, now)
+        if now < slot.fresh_until:
             self.stats.local_hits += 1
+            return slot.entry
+        return self._servable(slot, now - slot.fresh_until, failed=slot.failed_at is not None)
+
+    def _servable(self, slot: Slot, stale_for: float, *, failed: bool) -> Entry | None:
+        fresh = self._freshness
+        if stale_for < fresh.stale_while_revalidate:
+            self.stats.stale_while_revalidate += 1
+            return Entry(slot.entry.body, STALE_WHILE_REVALIDATE)
+        if failed and stale_for < fresh.stale_if_error:
+            self.stats.stale_if_error += 1
+            return Entry(slot.entry.body, STALE_IF_ERROR)
+        return None
+
+    def _refresh_soon(self, item_id: int, slot: Slot, now: float) -> None:
+        if item_id in self._flights:
+            return  # A load or refresh of it runs already.
+        if slot.failed_at is not None and now - slot.failed_at < REFRESH_RETRY_SECONDS:
+            return
+        task = self._flights.start(item_id, lambda: self._refresh_slot(item_id, slot))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _refresh_slot(self, item_id: int, slot: Slot) -> Entry:
+        try:
+            entry = await self._from_sources(item_id)
+        except Exception as exc:
+            # The entry stays; it is served stale-if-error once it is past its TTL.
+            assert self._memory is not None  # noqa: S101 -- refreshes need the layer.
+            slot.failed_at = self._memory.timer()
+            self.stats.refresh_errors += 1
+            if isinstance(exc, C50kError):
+                logger.info("refreshing item %d: %s", item_id, exc)
+            else:
+                logger.exception("refreshing item %d failed", item_id)
+            raise
+        self._remember(item_id, entry)
         return entry
 
     async def get(self, item_id: int) -> ItemJson:
@@ -109,9 +181,20 @@ class ReadThroughCache:
         """The entry for `item_id`; its body is None for "not found", and `stale` names why
         an old value was served."""
         entry = self.peek(item_id)
-        if entry is None:
-            entry = await self._flights.do(item_id, lambda: self._fill(item_id))
-        return entry
+        if entry is not None:
+            return entry
+        try:
+            return await self._flights.do(item_id, lambda: self._fill(item_id))
+        except C50kError:
+            # With the in-process layer alone, an old value within stale-if-error beats an
+            # error object (with Redis, the Redis layer decides: _stale).
+            memory = self._memory
+            slot = memory.slot(item_id) if memory is not None and self._redis is None else None
+            if memory is not None and slot is not None:
+                stale = self._servable(slot, memory.timer() - slot.fresh_until, failed=True)
+                if stale is not None:
+                    return stale
+            raise
 
     async def invalidate(self, item_id: int) -> None:
         self._forget(item_id)

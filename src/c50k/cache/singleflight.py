@@ -15,14 +15,22 @@ class SingleFlight(Generic[K, V]):
         self._calls: dict[K, asyncio.Task[V]] = {}
 
     async def do(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        # shield: a caller that gives up (deadline, disconnect) must not cancel the load the
+        # other callers are waiting for.
+        return await asyncio.shield(self.start(key, load))
+
+    def start(self, key: K, load: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        """The load for `key` in flight, started now if none is: callers that come while it
+        runs join it."""
         task = self._calls.get(key)
         if task is None:
             task = asyncio.ensure_future(load())
             self._calls[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
-        # shield: a caller that gives up (deadline, disconnect) must not cancel the load the
-        # other callers are waiting for.
-        return await asyncio.shield(task)
+        return task
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._calls
 
     def is_current(self, key: K, task: asyncio.Task[V] | None) -> bool:
         """True while `task` is still the load that callers for `key` join."""

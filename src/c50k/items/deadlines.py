@@ -5,6 +5,15 @@ create, insert, stop and close, and on the fan-out path that cost about 12% of a
 (BENCHMARKS.md). Every request of a worker has the same deadline, so expiries come in the
 order requests start: one FIFO queue and one periodic sweep cancel the late ones, to within
 `resolution` seconds.
+
+The deadline counts the worker's own time, not the time its event loop spent on other
+requests. A saturated loop (50,000 busy connections on a few workers) takes seconds per
+iteration, and every await of a load (a thread's answer, a socket's) waits one iteration: a
+SQLite read that took 50 µs in its thread took 4-6 s of wall time to come back, and timed out
+as "External service unavailable". So the sweep measures how late it runs (the loop's lag) and
+the deadlines ignore it: each sweep advances their clock by at most `resolution`. The sources
+keep their own wall-clock bounds (the upstream client's timeouts, the pools' timeouts), so a
+hung source is still cut off.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ class Deadlines:
         self.resolution = resolution
         self._queue: deque[_Watch] = deque()
         self._sweeping = False
+        self._lag = 0.0  # Loop time the sweeps ran late, in all: not the requests' time.
+        self._swept_at = 0.0  # Loop time of the last sweep.
 
     def within(self) -> DeadlineScope:
         """`async with deadlines.within():` raises TimeoutError in the current task once
@@ -37,16 +48,23 @@ class Deadlines:
 
     def _watch(self, task: asyncio.Task[object]) -> _Watch:
         loop = asyncio.get_running_loop()
-        watch = _Watch(loop.time() + self.seconds, task)
-        self._queue.append(watch)
+        now = loop.time()
         if not self._sweeping:
             self._sweeping = True
+            self._swept_at = now
             loop.call_later(self.resolution, self._sweep)
+        # The deadlines' clock: never more than one resolution past the last sweep's.
+        started = min(now, self._swept_at + self.resolution) - self._lag
+        watch = _Watch(started + self.seconds, task)
+        self._queue.append(watch)
         return watch
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        actual = loop.time()
+        self._lag += max(0.0, actual - self._swept_at - self.resolution)
+        self._swept_at = actual
+        now = actual - self._lag
         queue = self._queue
         while queue and (queue[0].finished or queue[0].expires_at <= now):
             watch = queue.popleft()

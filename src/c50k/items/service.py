@@ -15,7 +15,8 @@ from c50k.items.deadlines import Deadlines
 from c50k.items.sources import SourceChain
 from c50k.settings import MAX_ITEM_ID
 from c50k.store import consistency
-from c50k.store.base import ItemJson, ItemStore, Page
+from c50k.store.base import ItemStore, Page
+from c50k.types import ItemJson
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,9 @@ class ItemService:
         entry = self._cache.peek(item_id)
         if entry is None:
             return None
-        return Side(entry.body, True) if entry.body is not None else _NOT_FOUND
+        if entry.body is None:
+            return _NOT_FOUND
+        return Side(entry.body, True, entry.stale)
 
     async def _side(self, item_id: int) -> Side:
         try:

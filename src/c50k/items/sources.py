@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from c50k.exceptions import ItemNotFound
-from c50k.store.base import ItemJson
-
-
-class Reads(Protocol):
-    async def get(self, item_id: int) -> ItemJson | None: ...
-
-
-class Upstream(Protocol):
-    async def fetch(self, item_id: int) -> ItemJson: ...
+from c50k.types import ItemJson, Reads, Upstream
 
 
 class SourceChain:

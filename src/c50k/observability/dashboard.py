@@ -22,8 +22,9 @@ def _rate(metric: str, by: str = "", where: str = "") -> str:
     return f"sum{grouping} (rate({metric}{where}{WINDOW}))"
 
 
-def _quantile(q: float, metric: str, by: str) -> str:
-    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{WINDOW})))"
+def _quantile(q: float, metric: str, by: str = "") -> str:
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{WINDOW})))"
 
 
 _HTTP = "c50k_http_requests_total"
@@ -131,15 +132,19 @@ PANELS: list[tuple[str, list[Panel]]] = [
         [
             ("Requests in flight", "none", [("in flight", "sum (c50k_http_requests_in_flight)")]),
             (
-                "Shed by admission control",
+                "Shed by admission control, by reason",
                 "reqps",
-                [("shed", _rate("c50k_http_requests_shed_total"))],
+                [("{{reason}}", _rate("c50k_http_requests_shed_total", "reason"))],
             ),
             (
-                "Refused at the connection cap",
-                "reqps",
-                [("refused", _rate("c50k_http_connections_refused_total"))],
+                "Queueing delay before work starts",
+                "s",
+                [
+                    ("p50", _quantile(0.5, "c50k_http_queue_seconds")),
+                    ("p99", _quantile(0.99, "c50k_http_queue_seconds")),
+                ],
             ),
+            ("Workers shedding", "none", [("shedding", "max (c50k_http_shedding)")]),
         ],
     ),
 ]

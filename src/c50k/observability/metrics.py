@@ -16,7 +16,8 @@ Interface for the other tiers (all calls are cheap and never raise into the call
 - `metrics.register_pools(source)`: `source.pool_stats()` yields `PoolStats` (shard, role,
   size, checked out, overflow) at every flush; `metrics.observe_pool_wait(shard, role, s)` per
   checkout; `metrics.set_replication_lag(shard, replica, s)`.
-- `metrics.set_breaker_state(name, BreakerState.OPEN)`; cache levels use `CacheCounts`.
+- `metrics.set_breaker_state(name, BreakerState.OPEN)`; `metrics.watch_cache_stats(stats,
+  breaker)` publishes the cache's counters (cache/stats.py) by level.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import asyncio
 import enum
 import logging
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from c50k.cache.breaker import CircuitBreaker
 from c50k.cache.stats import CacheStats
+from c50k.types import AdmissionCounts, PoolStatsSource, ReplicatedStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,30 +56,6 @@ BREAKER_STATES = {
     "half-open": BreakerState.HALF_OPEN,
     "open": BreakerState.OPEN,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    shard: str
-    role: str  # "primary" or "replica"
-    size: int
-    checked_out: int
-    overflow: int
-
-
-class PoolStatsSource(Protocol):
-    def pool_stats(self) -> Iterable[PoolStats]: ...
-
-
-@runtime_checkable
-class ReplicatedStore(PoolStatsSource, Protocol):
-    """What `watch_replicated_store` reads of a store with shards and replicas."""
-
-    def reads_by_shard_and_role(self) -> Iterable[tuple[str, str, int]]: ...
-
-    def replication_lags(self) -> Iterable[tuple[str, str, float]]: ...
-
-    def observe_pool_waits(self, observer: Callable[[str, str, float], None]) -> None: ...
 
 
 class _Observations:
@@ -120,7 +96,8 @@ class PendingHistogram:
         pending, self._pending = self._pending, {}
         for key, seen in pending.items():
             labels = [str(value) for value in key]
-            child = self._histogram.labels(*labels)
+            # A histogram without labels is its own child.
+            child = self._histogram.labels(*labels) if labels else self._histogram
             # prometheus_client has no public "add n observations to bucket i"; its child keeps
             # one value per bucket (not cumulative) and one for the sum. A unit test checks
             # this gives what observe() would.
@@ -130,16 +107,6 @@ class PendingHistogram:
             child._sum.inc(seen.sum)
             if self._counter is not None:
                 self._counter.labels(*labels).inc(sum(seen.buckets))
-
-
-@dataclass(slots=True)
-class CacheCounts:
-    """What one cache level counts; its owner increments the fields, the flush reads them."""
-
-    level: str
-    hits: int = 0
-    misses: int = 0
-    loads: int = 0
 
 
 class Metrics:
@@ -165,13 +132,23 @@ class Metrics:
             multiprocess_mode="livesum", registry=r,
         )  # fmt: skip
         self.http_shed = Counter(
-            "c50k_http_requests_shed", "Requests answered 503 by admission control.", registry=r
-        )
-        self.connections_refused = Counter(
-            "c50k_http_connections_refused",
-            "Requests answered 503 by a worker at its connection cap.",
+            "c50k_http_requests_shed",
+            "Requests answered 503 by admission control, by reason (queue, memory, "
+            "connections, in_flight).",
+            ["reason"],
             registry=r,
         )
+        self.http_queue = Histogram(
+            "c50k_http_queue_seconds",
+            "How long requests waited for their worker's event loop before work started.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.http_shedding = Gauge(
+            "c50k_http_shedding",
+            "1 while a worker refuses new requests at the door (its queue stands above the "
+            "limit, or its memory is high); the most of the live workers.",
+            multiprocess_mode="livemax", registry=r,
+        )  # fmt: skip
         self.upstream_requests = Counter(
             "c50k_upstream_requests", "Calls to the upstream API, by outcome.", ["outcome"],
             registry=r,
@@ -220,6 +197,7 @@ class Metrics:
         )  # fmt: skip
 
         self.requests = PendingHistogram(self.http_duration, self.http_requests)
+        self._queue = PendingHistogram(self.http_queue)
         self.upstream = PendingHistogram(self.upstream_duration, self.upstream_requests)
         self._pool_wait = PendingHistogram(self.pool_wait)
         self._samplers: list[Callable[[], None]] = []
@@ -284,20 +262,23 @@ class Metrics:
 
         self.add_sampler(sample)
 
-    def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
-        self.breaker_state.labels(breaker).set(int(state))
-
-    def watch_cache(self, counts: CacheCounts) -> None:
-        level = counts.level
-        hits, misses = self.cache_hits.labels(level), self.cache_misses.labels(level)
-        loads = self.cache_loads.labels(level)
+    def watch_admission(self, admission: AdmissionCounts) -> None:
+        """Requests in flight, shed by reason, queueing delays, and whether the worker sheds."""
+        observe = self._queue.observe
+        no_labels = ()
+        admission.observe_wait = lambda seconds: observe(no_labels, seconds)
 
         def sample() -> None:
-            self.publish_delta(hits, ("cache_hits", level), counts.hits)
-            self.publish_delta(misses, ("cache_misses", level), counts.misses)
-            self.publish_delta(loads, ("cache_loads", level), counts.loads)
+            self.http_in_flight.set(admission.in_flight)
+            self.http_shedding.set(1 if admission.shedding else 0)
+            for reason, total in admission.shed.items():
+                child = self.http_shed.labels(reason)
+                self.publish_delta(child, ("shed", reason), total)
 
         self.add_sampler(sample)
+
+    def set_breaker_state(self, breaker: str, state: BreakerState) -> None:
+        self.breaker_state.labels(breaker).set(int(state))
 
     # Publishing.
     def flush(self) -> None:
@@ -316,6 +297,7 @@ class Metrics:
             except Exception:
                 logger.exception("pool stats of %r failed", source)
         self.requests.flush()
+        self._queue.flush()
         self.upstream.flush()
         self._pool_wait.flush()
 

@@ -19,8 +19,7 @@ from typing import TypeVar
 
 from opentelemetry import propagate, trace
 
-from c50k.items.sources import Reads, Upstream
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson, Reads, Upstream
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import jinja2
 
-from c50k.render.inventory import is_private
+from c50k.inventory import is_private
 from c50k.runtime.serving import gunicorn_hooks, gunicorn_settings
 from c50k.settings import Settings
 
@@ -54,6 +54,10 @@ class Placement:
     settings_file: str = "/etc/c50k/c50k.toml"
     python: str = "/opt/c50k/venv/bin/python"
     source: str = "C50K_* settings"
+    secrets_file: str = "/etc/c50k/secrets.env"
+    state_dir: str = "/var/lib/c50k"  # systemd's StateDirectory=c50k.
+    # Variables that differ between hosts of one settings file (each app host's address).
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 PRODUCTION = Placement()
@@ -98,6 +102,14 @@ def _milliseconds(value: float) -> str:
     return f"{round(value * 1000)}ms"
 
 
+def one_line(value: object) -> object:
+    """Every value a template writes stays on its line: a newline (or NUL) in a setting would
+    start a directive of its own in a unit, haproxy.cfg or nginx.conf."""
+    if isinstance(value, str) and any(c in value for c in "\n\r\0"):
+        raise RenderError(f"{value!r}: a rendered value must not hold a line break")
+    return value
+
+
 @cache
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
@@ -105,6 +117,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 -- configuration files, not HTML.
+        finalize=one_line,
     )
     environment.filters["pyrepr"] = repr
     environment.globals.update(s=_seconds, ms=_milliseconds)
@@ -160,8 +173,12 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
             "python": placement.python,
             "binds": ", ".join(server.binds),
             "drain": server.drain_seconds,
-            "stop_seconds": math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 5,
+            "stop_seconds": server.stop_seconds,
             "nofile": lb.nofile,
+            "secrets_file": placement.secrets_file,
+            "state_dir": placement.state_dir,
+            "environment": placement.environment,
+            "capabilities": "",
         }
     return common | {
         "connections": lb.connections,
@@ -172,8 +189,11 @@ def _context(kind: Kind, settings: Settings, placement: Placement) -> dict[str, 
 
 def render(kind: Kind, settings: Settings, placement: Placement = PRODUCTION) -> str:
     check_production(settings, kind)
-    template = _environment().get_template(TEMPLATES[kind])
-    return template.render(_context(kind, settings, placement))
+    return render_template(TEMPLATES[kind], _context(kind, settings, placement))
+
+
+def render_template(name: str, context: dict[str, Any]) -> str:
+    return _environment().get_template(name).render(context)
 
 
 def binary(name: Literal["haproxy", "nginx"]) -> str:

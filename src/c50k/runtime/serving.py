@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -40,9 +39,8 @@ def gunicorn_settings(settings: Settings) -> dict[str, Any]:
         "backlog": server.backlog,
         "keepalive": server.keepalive_seconds,  # gunicorn takes whole seconds.
         "timeout": server.worker_timeout_seconds,
-        # gunicorn kills a worker this long after SIGTERM: the drain, then in-flight requests,
-        # then closing pools must all fit.
-        "graceful_timeout": math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 2,
+        # gunicorn kills a worker this long after SIGTERM.
+        "graceful_timeout": server.worker_stop_seconds,
         "max_requests": server.max_requests,
         "max_requests_jitter": server.max_requests_jitter,
         "reuse_port": server.reuse_port,

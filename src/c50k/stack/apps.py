@@ -3,14 +3,13 @@ all reading the stack's settings file. The load balancer tier puts them in its i
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from c50k.settings import SETTINGS_FILE_ENV, Settings
+from c50k.settings import SETTINGS_FILE_ENV, instance_settings
 from c50k.stack.process import ManagedProcess, http_ok
 from c50k.stack.state import ServiceRecord
 
@@ -37,20 +36,19 @@ def instance_process(
     )
 
 
-def start_instance(process: ManagedProcess, host: str, port: int) -> ServiceRecord:
+def start_instance(
+    process: ManagedProcess, host: str, port: int, settings_path: Path
+) -> ServiceRecord:
     process.start()
     process.wait_until(lambda: http_ok(f"http://{host}:{port}/ready"), READY_TIMEOUT, "ready")
-    server = Settings().server
-    return ServiceRecord(
-        name=process.name,
-        kind="app",
-        pid=process.pid,
-        started=process.started,
-        host=host,
-        port=port,
-        log=str(process.log_path),
-        stop_signal=int(signal.SIGTERM),  # The drain: /ready 503 first, then in-flight requests.
-        stop_timeout=math.ceil(server.drain_seconds + server.graceful_timeout_seconds) + 5,
+    server = instance_settings(settings_path).server
+    return ServiceRecord.of(
+        process,
+        "app",
+        host,
+        port,
+        stop_signal=signal.SIGTERM,  # The drain: /ready 503 first, then in-flight requests.
+        stop_timeout=server.stop_seconds,
     )
 
 
@@ -75,7 +73,7 @@ def start_tier(launch: Launch) -> None:
             name, plan.host, port, settings_path, log_path, metrics_port=metrics_port
         )
         try:
-            record = start_instance(process, plan.host, port)
+            record = start_instance(process, plan.host, port, settings_path)
         except BaseException:
             process.stop()
             raise

@@ -68,16 +68,13 @@ def start_balancer(kind: Balancer, settings: Settings, runtime_dir: Path) -> Ser
     process = launch_balancer(kind, settings, runtime_dir)
     process.detach()
     lb = settings.lb
-    return ServiceRecord(
-        name=kind,
-        kind=kind,
-        pid=process.pid,
-        started=process.started,
-        host=lb.host.split(",")[0],
-        port=lb.port,
-        log=str(process.log_path),
+    return ServiceRecord.of(
+        process,
+        kind,
+        lb.host.split(",")[0],
+        lb.port,
         # nginx: SIGQUIT finishes requests in flight; HAProxy: SIGUSR1 is its soft stop.
-        stop_signal=int(signal.SIGQUIT if kind == "nginx" else signal.SIGUSR1),
+        stop_signal=signal.SIGQUIT if kind == "nginx" else signal.SIGUSR1,
         stop_timeout=15.0,
         extra={"config": str(process.log_path.parent / CONFIG_FILES[kind])},
     )

@@ -92,14 +92,11 @@ def start_bouncer(
     process = ManagedProcess(name, [binary(), str(config)], log, user=user).start().detach()
     process.wait_until(lambda: _listening(host, port), READY_TIMEOUT, "listening")
     return launch.state.add(
-        ServiceRecord(
-            name=name,
-            kind="pgbouncer",
-            pid=process.pid,
-            started=process.started,
-            host=host,
-            port=port,
-            log=str(log),
+        ServiceRecord.of(
+            process,
+            "pgbouncer",
+            host,
+            port,
             stop_timeout=10.0,
             extra={"server": f"{server.hostname}:{server.port}"},
         )

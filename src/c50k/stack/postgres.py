@@ -97,6 +97,7 @@ class Cluster:
     port: int
     role: str  # "primary" or "replica"
     shard: int
+    hba: str = HBA  # A fleet host admits its app hosts and replicas (c50k.fleet.postgres).
 
     @property
     def log_path(self) -> Path:
@@ -171,7 +172,7 @@ class Cluster:
         text = conf.read_text()
         if "include 'c50k.conf'" not in text:
             conf.write_text(text + "\ninclude 'c50k.conf'\n")
-        (self.data_dir / "pg_hba.conf").write_text(HBA)
+        (self.data_dir / "pg_hba.conf").write_text(self.hba)
         names = ["c50k.conf", "pg_hba.conf", "postgresql.conf"]
         if primary is not None:
             (self.data_dir / "standby.signal").touch()
@@ -218,17 +219,14 @@ class Cluster:
             .detach()
         )
         process.wait_until(self.ready, READY_TIMEOUT, "accepting connections")
-        return ServiceRecord(
-            name=self.name,
-            kind="postgres",
-            pid=process.pid,
-            started=process.started,
-            host=self.host,
-            port=self.port,
-            log=str(self.log_path),
-            stop_signal=int(signal.SIGINT),  # "Fast" shutdown: roll back, checkpoint, exit.
+        return ServiceRecord.of(
+            process,
+            "postgres",
+            self.host,
+            self.port,
+            stop_signal=signal.SIGINT,  # "Fast" shutdown: roll back, checkpoint, exit.
             stop_timeout=30.0,
-            data_dir=str(self.data_dir),
+            data_dir=self.data_dir,
             extra={"role": self.role, "shard": self.shard},
         )
 

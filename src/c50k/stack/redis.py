@@ -82,17 +82,14 @@ class RedisServer:
         process.wait_until(
             lambda: answers_ping(self.host, self.port), READY_TIMEOUT, "answering PING"
         )
-        return ServiceRecord(
-            name=self.name,
-            kind="redis",
-            pid=process.pid,
-            started=process.started,
-            host=self.host,
-            port=self.port,
-            log=str(self.log_path),
-            stop_signal=int(signal.SIGTERM),  # With `save ""`, it exits at once.
+        return ServiceRecord.of(
+            process,
+            "redis",
+            self.host,
+            self.port,
+            stop_signal=signal.SIGTERM,  # With `save ""`, it exits at once.
             stop_timeout=10.0,
-            data_dir=str(self.root),
+            data_dir=self.root,
         )
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from c50k.stack.process import alive, stop_pid
+from c50k.stack.process import ManagedProcess, alive, stop_pid
 
 STATE_FILE = "stack.json"
 # The settings file the service reads (C50K_SETTINGS_FILE): every tier the stack started.
@@ -32,6 +32,35 @@ class ServiceRecord:
     stop_timeout: float = 30.0
     data_dir: str | None = None
     extra: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        process: ManagedProcess,
+        kind: str,
+        host: str,
+        port: int,
+        *,
+        stop_signal: int = signal.SIGTERM,
+        stop_timeout: float,
+        data_dir: Path | None = None,
+        extra: dict[str, str | int | float | bool | None] | None = None,
+    ) -> ServiceRecord:
+        """The record of a process the stack started, serving on host:port: its name, PID,
+        start time and log come from the process itself."""
+        return cls(
+            name=process.name,
+            kind=kind,
+            pid=process.pid,
+            started=process.started,
+            host=host,
+            port=port,
+            log=str(process.log_path),
+            stop_signal=int(stop_signal),
+            stop_timeout=stop_timeout,
+            data_dir=None if data_dir is None else str(data_dir),
+            extra=extra or {},
+        )
 
     @property
     def address(self) -> str:

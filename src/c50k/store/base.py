@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
-# An item as compact JSON object text that includes its "id"; stores keep and return it
-# verbatim, so a read never parses or re-serializes it.
-ItemJson: TypeAlias = bytes
+from c50k.types import ItemJson
 
 
 @dataclass(frozen=True, slots=True)

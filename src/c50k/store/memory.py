@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import bisect
 
-from c50k.store.base import ItemJson, Page, StoredItem, page_of
+from c50k.store.base import Page, StoredItem, page_of
+from c50k.types import ItemJson
 
 
 class MemoryStore:

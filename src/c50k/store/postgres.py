@@ -25,10 +25,9 @@ from typing import Any, TypeVar
 from cachetools import TTLCache
 
 from c50k.exceptions import StoreError, StoreUnavailable
-from c50k.observability.metrics import PoolStats
 from c50k.settings import PostgresSettings
 from c50k.store import consistency
-from c50k.store.base import ItemJson, Page, StoredItem, page_of
+from c50k.store.base import Page, StoredItem, page_of
 from c50k.store.batching import BatchedReads
 from c50k.store.consistency import ConsistencyToken
 from c50k.store.routing import (
@@ -39,6 +38,7 @@ from c50k.store.routing import (
     turns,
 )
 from c50k.store.servers import STORE, Server
+from c50k.types import ItemJson, PoolStats
 
 logger = logging.getLogger(__name__)
 

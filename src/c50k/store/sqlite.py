@@ -16,7 +16,8 @@ from pathlib import Path
 import aiosqlite
 
 from c50k.exceptions import StoreError, StoreUnavailable
-from c50k.store.base import ItemJson, Page, StoredItem, page_of
+from c50k.store.base import Page, StoredItem, page_of
+from c50k.types import ItemJson
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -69,12 +70,17 @@ class SqliteStore:
         return self._db
 
     async def get(self, item_id: int) -> ItemJson | None:
+        # One trip to the connection's thread (execute, fetch and close there): each trip
+        # back to the event loop waits one loop iteration, seconds when the loop is saturated.
         try:
-            async with self._conn.execute("SELECT body FROM items WHERE id = ?", (item_id,)) as cur:
-                row = await cur.fetchone()
+            rows = await self._conn.execute_fetchall(
+                "SELECT body FROM items WHERE id = ?", (item_id,)
+            )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-        return None if row is None else bytes(row[0])
+        for row in rows:
+            return bytes(row[0])
+        return None
 
     async def put(self, item_id: int, body: ItemJson) -> None:
         async with self._write_lock:

@@ -35,7 +35,7 @@ from c50k.exceptions import (
 from c50k.observability.metrics import PendingHistogram
 from c50k.observability.requestid import request_id
 from c50k.settings import UpstreamSettings
-from c50k.store.base import ItemJson
+from c50k.types import ItemJson
 
 # The `outcome` label of c50k_upstream_requests_total, by what fetch() raised.
 OUTCOMES: dict[type[Exception], str] = {

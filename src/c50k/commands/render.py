@@ -1,12 +1,17 @@
-"""`c50k render haproxy|nginx|gunicorn|systemd|sysctl|prometheus`."""
+"""`c50k render haproxy|nginx|gunicorn|systemd|sysctl|prometheus|cloud-init`."""
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from c50k.commands.config import load_settings
+from c50k.commands.fleet import FleetFile, base_settings
 
 render_app = typer.Typer(
     help="Write a deployment file from the settings (C50K_* variables or C50K_SETTINGS_FILE) "
@@ -38,7 +43,6 @@ def _command(kind: str) -> Callable[[Output, Check, RuntimeDir], None]:
     def command(
         output: Output = None, check: Check = False, runtime_dir: RuntimeDir = "/run/c50k"
     ) -> None:
-        from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
         from c50k.render.files import KINDS, Placement, RenderError, render, validate  # noqa: PLC0415
 
         chosen = next(k for k in KINDS if k == kind)
@@ -79,11 +83,8 @@ def render_prometheus(
     output: Output = None,
 ) -> None:
     """prometheus.yml: a scrape config for every instance's metrics exporter."""
-    from c50k.cli import load_settings  # noqa: PLC0415 -- keep --help fast.
-    from c50k.observability.prometheus_config import (  # noqa: PLC0415
-        parse_instances,
-        render_scrape_config,
-    )
+    from c50k.inventory import parse_instances  # noqa: PLC0415
+    from c50k.observability.prometheus_config import render_scrape_config  # noqa: PLC0415
 
     if instances is None:
         settings = load_settings()
@@ -91,9 +92,56 @@ def render_prometheus(
         port = settings.metrics.port
         instances = ",".join(f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts)
     try:
-        text = render_scrape_config(parse_instances(instances), job=job, interval_seconds=interval)
+        text = render_scrape_config(
+            parse_instances(instances, weighted=False), job=job, interval_seconds=interval
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+class RoleName(StrEnum):
+    app = "app"
+    postgres_primary = "postgres-primary"
+    postgres_replica = "postgres-replica"
+    redis = "redis"
+    haproxy = "haproxy"
+
+
+@render_app.command("cloud-init")
+def render_cloud_init(
+    role: Annotated[RoleName, typer.Option(help="The host's role.")],
+    fleet: FleetFile = None,
+    host: Annotated[
+        str | None, typer.Option(help="Which host of the role (default: the first), e.g. app-2.")
+    ] = None,
+    secrets: Annotated[
+        Path | None,
+        typer.Option(help="A TOML file of C50K_* secrets, written to the host with mode 0600."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+) -> None:
+    """cloud-init user-data of one fleet host: packages, c50k, users, settings, secrets,
+    hardened units, sysctl, started."""
+    from c50k.fleet.cloudinit import host_setup, user_data  # noqa: PLC0415
+    from c50k.fleet.plan import app_settings, host_named, of_role  # noqa: PLC0415
+    from c50k.fleet.spec import FleetError, load_fleet  # noqa: PLC0415
+    from c50k.render.files import RenderError  # noqa: PLC0415
+
+    try:
+        spec = load_fleet(fleet)
+        found = of_role(spec, role.value) if host is None else [host_named(spec, host)]
+        if not found or found[0].role != role.value:
+            raise FleetError(f"the fleet has no {role.value} host {host or ''}".strip())
+        values = tomllib.loads(secrets.read_text()) if secrets is not None else {}
+        setup = host_setup(found[0], spec, app_settings(spec, base_settings()), values)
+        text = user_data(setup, spec, "C50K_* settings, fleet spec")
+    except (FleetError, RenderError, ValueError, OSError) as exc:
+        typer.echo(f"c50k render: {exc}", err=True)
+        raise typer.Exit(1) from exc
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from c50k.commands.config import load_settings
+
 if TYPE_CHECKING:
     from c50k.settings import PostgresSettings
 
@@ -17,8 +19,6 @@ db_app = typer.Typer(
 
 
 def _postgres() -> PostgresSettings:
-    from c50k.cli import load_settings  # noqa: PLC0415 -- the CLI's own error handling.
-
     settings = load_settings()
     if not settings.postgres.shards:
         typer.echo("c50k db: no shards configured (C50K_POSTGRES_SHARDS)", err=True)

@@ -17,11 +17,11 @@ import pytest
 
 from c50k.bench.targets import (
     Target,
+    mock_upstream,
     posts_template,
     render_nginx_conf,
     start_c50k,
     start_ceiling,
-    start_mock_upstream,
     start_naive,
     start_straightforward,
 )
@@ -58,9 +58,8 @@ BASELINES = [
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    target = start_mock_upstream(tmp_path_factory.mktemp("upstream"), free_port(), posts=POSTS)
-    yield target
-    target.stop()
+    with mock_upstream(tmp_path_factory.mktemp("upstream"), posts=POSTS) as target:
+        yield target
 
 
 def get_json(url: str) -> Any:
