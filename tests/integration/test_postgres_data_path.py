@@ -5,6 +5,7 @@ pgwire.py), with one pooled connection so that every statement is prepared on it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable
 
 import asyncpg
@@ -29,7 +30,12 @@ async def proxy(postgres_stack: StackState) -> AsyncIterator[CountingProxy]:
         yield proxy
 
 
-def store_through(proxy: CountingProxy, stack: StackState, **changes: object) -> PostgresStore:
+@contextlib.asynccontextmanager
+async def store_through(
+    proxy: CountingProxy, stack: StackState, **changes: object
+) -> AsyncIterator[PostgresStore]:
+    """An open store whose one shard is the stack's first primary, through the proxy, with
+    one pooled connection."""
     settings = postgres_settings(
         stack,
         pool_size=1,
@@ -37,8 +43,14 @@ def store_through(proxy: CountingProxy, stack: StackState, **changes: object) ->
         health_interval_seconds=3600.0,  # No health check runs between the counts.
         **changes,
     )
-    # One shard: its primary, through the proxy, holds every id.
-    return PostgresStore(settings.model_copy(update={"shards": [ShardSettings(primary=proxy.dsn)]}))
+    store = PostgresStore(
+        settings.model_copy(update={"shards": [ShardSettings(primary=proxy.dsn)]})
+    )
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def round_trips(proxy: CountingProxy, operation: Awaitable[object]) -> int:
@@ -50,9 +62,7 @@ async def round_trips(proxy: CountingProxy, operation: Awaitable[object]) -> int
 async def test_a_read_and_a_write_each_take_one_round_trip(
     proxy: CountingProxy, postgres_stack: StackState
 ) -> None:
-    store = store_through(proxy, postgres_stack)
-    await store.open()
-    try:
+    async with store_through(proxy, postgres_stack) as store:
         # The first of each prepares its statement on the connection: describe, then run.
         assert await round_trips(proxy, store.put(1, BODY)) == 2
         assert await round_trips(proxy, store.get(1)) == 2
@@ -67,8 +77,6 @@ async def test_a_read_and_a_write_each_take_one_round_trip(
         await store.delete(1)
         assert await round_trips(proxy, store.delete(1)) == 1
         assert proxy.connections == 1
-    finally:
-        await store.close()
 
 
 async def test_the_token_lsn_is_past_the_commit_record(
@@ -76,35 +84,31 @@ async def test_the_token_lsn_is_past_the_commit_record(
 ) -> None:
     """A replica that has replayed up to the token has the write: the token's LSN is at or
     after the end of the write's commit record, as the WAL itself shows (pg_walinspect)."""
-    store = store_through(proxy, postgres_stack)
-    await store.open()
-    conn = await asyncpg.connect(postgres_settings(postgres_stack).shards[0].primary)
-    try:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
-        start = await conn.fetchval("SELECT pg_current_wal_lsn()")
-        for version in range(10):
-            await store.put(7, b'{"id":7,"v":%d}' % version)
-            token = consistency.last_write.get()
-            assert token is not None
-            commit_end = await conn.fetchval(
-                "SELECT end_lsn FROM pg_get_wal_records_info_till_end_of_wal($1) "
-                "WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT' "
-                "AND xid::text = (SELECT xmin::text FROM items WHERE id = 7)",
-                start,
-            )
-            assert commit_end is not None
-            assert commit_end <= token.lsn
-    finally:
-        await conn.close()
-        await store.close()
+    async with store_through(proxy, postgres_stack) as store:
+        conn = await asyncpg.connect(postgres_settings(postgres_stack).shards[0].primary)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            start = await conn.fetchval("SELECT pg_current_wal_lsn()")
+            for version in range(10):
+                await store.put(7, b'{"id":7,"v":%d}' % version)
+                token = consistency.last_write.get()
+                assert token is not None
+                commit_end = await conn.fetchval(
+                    "SELECT end_lsn FROM pg_get_wal_records_info_till_end_of_wal($1) "
+                    "WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT' "
+                    "AND xid::text = (SELECT xmin::text FROM items WHERE id = 7)",
+                    start,
+                )
+                assert commit_end is not None
+                assert commit_end <= token.lsn
+        finally:
+            await conn.close()
 
 
 async def test_reads_share_one_query_while_every_connection_is_taken(
     proxy: CountingProxy, postgres_stack: StackState
 ) -> None:
-    store = store_through(proxy, postgres_stack)
-    await store.open()
-    try:
+    async with store_through(proxy, postgres_stack) as store:
         for item_id in range(1, 41):
             await store.put(item_id, b'{"id":%d}' % item_id)
         for _ in range(2):  # The first time prepares both statements (and reads the array type).
@@ -113,16 +117,16 @@ async def test_reads_share_one_query_while_every_connection_is_taken(
             assert bodies == [b'{"id":%d}' % i if i <= 40 else None for i in range(1, 51)]
         # The first read took the one connection; the 49 behind it ran as one query.
         assert proxy.round_trips - before == 2
-    finally:
-        await store.close()
+        before = proxy.round_trips
+        bodies = await asyncio.gather(*(store.get(item_id) for item_id in range(1, 252)))
+        assert bodies[:40] == [b'{"id":%d}' % i for i in range(1, 41)]
+        assert proxy.round_trips - before == 1 + 3  # 250 behind the first: 100, 100, 50.
 
 
 async def test_a_broken_connection_is_replaced_and_the_read_runs_again(
     proxy: CountingProxy, postgres_stack: StackState
 ) -> None:
-    store = store_through(proxy, postgres_stack)
-    await store.open()
-    try:
+    async with store_through(proxy, postgres_stack) as store:
         await store.put(1, BODY)
         proxy.break_next_message = True  # The pooled connection dies under the next read.
         assert await store.get(1) == BODY
@@ -131,8 +135,6 @@ async def test_a_broken_connection_is_replaced_and_the_read_runs_again(
         await store.put(1, b'{"id":1,"v":2}')  # A PUT runs again too: it is idempotent.
         assert await store.get(1) == b'{"id":1,"v":2}'
         assert proxy.connections == 3
-    finally:
-        await store.close()
 
 
 async def test_a_delete_cut_in_flight_is_not_run_twice(
@@ -140,9 +142,7 @@ async def test_a_delete_cut_in_flight_is_not_run_twice(
 ) -> None:
     """A second run could answer "not found" for an item the first one deleted: the client
     gets 503 and decides."""
-    store = store_through(proxy, postgres_stack)
-    await store.open()
-    try:
+    async with store_through(proxy, postgres_stack) as store:
         await store.put(1, BODY)
         await store.delete(2)  # Prepared: the next DELETE is one message, cut on its way.
         proxy.break_next_message = True
@@ -150,8 +150,6 @@ async def test_a_delete_cut_in_flight_is_not_run_twice(
             await store.delete(1)
         assert await store.get(1) == BODY  # The cut message never reached the server.
         assert await store.delete(1) is True
-    finally:
-        await store.close()
 
 
 async def test_behind_pgbouncer_each_statement_is_described_then_run(
@@ -160,11 +158,7 @@ async def test_behind_pgbouncer_each_statement_is_described_then_run(
     """With no statement cache (PgBouncer in transaction mode), every statement is parsed
     unnamed and described (a Flush), then bound and run (a Sync): two round trips on one
     server link, no transaction around them."""
-    store = store_through(proxy, postgres_stack, pgbouncer=True)
-    await store.open()
-    try:
+    async with store_through(proxy, postgres_stack, pgbouncer=True) as store:
         for _ in range(2):
             assert await round_trips(proxy, store.put(1, BODY)) == 2
             assert await round_trips(proxy, store.get(1)) == 2
-    finally:
-        await store.close()
