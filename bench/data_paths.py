@@ -146,7 +146,7 @@ async def main(dsn: str, rounds: int, count: int) -> None:
         "read: asyncpg pool.fetchval (reset query)": lambda i: plain.fetchval(GET, i),
         "read: asyncpg pool, no reset query (c50k now)": kept_read,
     }
-    writes = {"write: SQLAlchemy, 4 round trips (c50k before)": sqlalchemy_write(pinged)}
+    writes = {"write: SQLAlchemy, 9 round trips (c50k before)": sqlalchemy_write(pinged)}
     writes |= asyncpg_writes(kept)
     try:
         for number in range(1, rounds + 1):
