@@ -75,7 +75,7 @@ class Shard:
     # how long ago the primary was where the replica is now.
     history: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
     # Each server's reads of one item, coalesced while its pool is busy.
-    batches: dict[str, BatchedReads] = field(default_factory=dict)
+    batches: dict[str, BatchedReads] = field(init=False)
 
     def __post_init__(self) -> None:
         self.batches = {server.label: BatchedReads(server) for server in self.servers}
