@@ -188,7 +188,7 @@ async def db_mixed(ctx: Context, duration: int = 60) -> ScenarioResult:
             step = await measure(
                 ctx,
                 target,
-                f"{connections} connections, {100 * COLD_SHARE:g}% cold",
+                f"{connections} connections, {cold_connections} of them cold",
                 [*hot_loads, cold],
                 service=env,
                 stagger_seconds=1.0,
