@@ -10,11 +10,14 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
+from uvicorn.server import ServerState
 
+from c50k.api.responses import WHOLE_RESPONSE
 from c50k.api.shedding import Admission, QueuePolicy
 from c50k.runtime.protocol import C50kHttpToolsProtocol
 from c50k.runtime.worker import DrainingServer
@@ -151,3 +154,98 @@ async def test_a_connection_beyond_the_cap_gets_a_json_503_and_is_closed() -> No
             assert (await connection.request("GET", "/items/2"))[0] == 200
             connection.close()
     assert admission.shed["connections"] == 1
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that records each write: one write per answer is what the protocol
+    promises (fewer `send` system calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def whole_app(scope: Scope, receive: Receive, send: Send) -> None:
+    assert WHOLE_RESPONSE in scope["extensions"]
+    body = b'{"whole":true}'
+    head = b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+    await send({"type": WHOLE_RESPONSE, "status": 200, "head": head, "body": body})
+
+
+async def answers_on(
+    application: Any, data: bytes, *, answers: int = 1
+) -> tuple[C50kHttpToolsProtocol, RecordingTransport]:
+    config = Config(application, http=C50kHttpToolsProtocol, lifespan="off", log_level="warning")
+    config.load()
+    protocol = C50kHttpToolsProtocol(config, ServerState(), {})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(data)
+    async with asyncio.timeout(WAIT_SECONDS):
+        while len(transport.writes) < answers:  # noqa: ASYNC110 -- the transport is a fake.
+            await asyncio.sleep(0.001)
+    return protocol, transport
+
+
+GET = b"GET /items/1 HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+async def test_an_answer_in_two_messages_goes_out_in_one_write() -> None:
+    protocol, transport = await answers_on(app, GET)
+    await asyncio.sleep(0.01)  # Nothing more comes.
+    assert len(transport.writes) == 1
+    head, body = transport.writes[0].split(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert orjson.loads(body) == {"path": "/items/1", "body_bytes": 0}
+    # The finished request is dropped at once, not kept until the next one.
+    finished: tuple[object, ...] = (protocol.cycle, protocol.scope, protocol.headers)
+    assert finished == (None, None, None)
+    assert not transport.closed
+
+
+async def test_a_whole_answer_is_one_write_and_closes_when_the_client_asked() -> None:
+    _protocol, transport = await answers_on(whole_app, GET)
+    assert transport.writes == [
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 14\r\n\r\n"
+        b'{"whole":true}'
+    ]
+    assert not transport.closed
+    closing = b"GET /items/1 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    _protocol, transport = await answers_on(whole_app, closing)
+    assert transport.writes[0].startswith(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 14\r\n"
+        b"connection: close\r\n\r\n"
+    )
+    assert transport.closed
+
+
+async def test_pipelined_requests_are_answered_in_order_one_write_each() -> None:
+    _protocol, transport = await answers_on(
+        app, GET + b"GET /items/2 HTTP/1.1\r\nHost: test\r\n\r\n", answers=2
+    )
+    assert len(transport.writes) == 2
+    assert [orjson.loads(w.split(b"\r\n\r\n")[1])["path"] for w in transport.writes] == [
+        "/items/1",
+        "/items/2",
+    ]

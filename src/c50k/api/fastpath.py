@@ -16,6 +16,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from c50k.api.lifecycle import Lifecycle
+from c50k.api.responses import WHOLE_RESPONSE
 from c50k.items.service import Aggregate
 from c50k.observability.instrumentation import ROUTE_KEY, answering
 from c50k.settings import MAX_ITEM_ID
@@ -77,13 +78,17 @@ class ItemsFastPath:
         headers = [(b"x-items-complete", complete.encode())]
         if aggregate.stale is not None:
             headers.append((b"x-items-stale", aggregate.stale.encode()))
-        if self.lifecycle.draining:
-            headers.append((b"connection", b"close"))
-        await _send(scope, send, 200, body, headers)
+        await _send(scope, send, 200, body, headers, close=self.lifecycle.draining)
 
 
 async def _send(
-    scope: Scope, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    close: bool = False,
 ) -> None:
     headers = [
         (b"content-type", b"application/json"),
@@ -91,5 +96,15 @@ async def _send(
         *headers,
     ]
     answering(scope, status, headers)
+    extensions = scope.get("extensions")
+    if extensions is not None and WHOLE_RESPONSE in extensions:
+        # One message, one write: the head built here (c50k's protocol).
+        head = b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+        await send(
+            {"type": WHOLE_RESPONSE, "status": status, "head": head, "body": body, "close": close}
+        )
+        return
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
