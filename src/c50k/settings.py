@@ -283,16 +283,17 @@ class PostgresSettings(BaseModel):
     # Fixed forever once data is written: an id's slot is crc32(id) % slots. Moving slots
     # between shards is a slot-map change; changing this number would move every item.
     slots: int = Field(default=4096, ge=1, le=65536, description="Hash slots ids map to.")
-    pool_size: int = Field(default=10, ge=1, description="Pooled connections per engine.")
+    # A worker's pool to each server opens connections as reads need them, up to
+    # pool_size + max_overflow (the connection budget counts both), and closes one idle for
+    # 5 minutes. A connection broken by a server restart is dropped when a statement finds it
+    # so, and the statement runs once more on a fresh one: no test query before each use.
+    pool_size: int = Field(default=10, ge=1, description="Pooled connections per server.")
     max_overflow: int = Field(default=5, ge=0, description="Extra connections under bursts.")
     pool_timeout_seconds: float = Field(
         default=2.0, gt=0, description="A query waits this long for a pooled connection."
     )
     pool_recycle_seconds: float = Field(
-        default=1800.0, gt=0, description="Connections older than this are replaced."
-    )
-    pool_pre_ping: bool = Field(
-        default=True, description="Test a pooled connection before use (survives restarts)."
+        default=1800.0, gt=0, description="Connections are replaced this often."
     )
     connect_timeout_seconds: float = Field(default=2.0, gt=0, description="To connect.")
     statement_timeout_seconds: float = Field(

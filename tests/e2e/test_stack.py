@@ -76,7 +76,7 @@ def test_stack_up_serve_status_down(tmp_path: Path, state_dir: Path) -> None:
         db = c50k("db", "status", env=env)
         assert db.returncode == 0, db.stdout + db.stderr
         assert db.stdout.count("streaming") == 2
-        assert db.stdout.count("0001") == 4  # Every server, replicas too, at the head revision.
+        assert db.stdout.count("0002") == 4  # Every server, replicas too, at the head revision.
 
         metrics_port = free_port()
         service = start_service(

@@ -28,7 +28,7 @@ def test_every_scenario_that_refuses_a_target_is_named_at_once() -> None:
         select(ALL, external=True)
     local = [s.name for s in SCENARIOS if not s.external]
     assert str(refused.value) == f"--target does not apply to {', '.join(local)}"
-    assert local == ["overload", "locust", "hot-redis", "stampede", "db"]
+    assert local == ["overload", "locust", "hot-redis", "stampede", "db", "db-mixed"]
 
 
 def test_unknown_scenarios_are_refused() -> None:

@@ -1,8 +1,13 @@
-"""The `db` scenario: the data tier alone. Cache off, no upstream, 2 shards each a primary and
-a streaming replica (started by the stack's own code), reads with a 10% write mix.
+"""The `db` scenario: the data tier alone, cache off, no upstream, on one shard of a primary
+and a streaming replica (started by the stack's own code).
+
+Reads are measured beside a peer at the driver's own speed (bench/baselines/asyncpg_peer.py: a
+raw ASGI app with an asyncpg pool under the same gunicorn + uvicorn worker, same workers, same
+pool size, same ids), first on the primary alone, then on the replica. A last step mixes in 10%
+writes, which read-your-writes then routes.
 
 What it reports beyond the load generators comes from c50k's own metrics exporter, scraped
-before and after the step: how many reads each role (primary, replica) served, and how long
+before and after each step: how many reads each role (primary, replica) served, and how long
 requests waited for a pooled connection.
 """
 
@@ -22,7 +27,7 @@ from c50k.bench.scenarios import (
     ScenarioResult,
     common_checks,
 )
-from c50k.bench.targets import Target, start_c50k
+from c50k.bench.targets import Target, start_asyncpg_peer, start_c50k
 from c50k.bench.wrk import WRITE_PREFIX
 from c50k.items.demo import demo_post
 from c50k.settings import PostgresSettings
@@ -35,6 +40,10 @@ ITEMS = 1000
 WRITE_EVERY = 10  # One request in ten is a PUT.
 WITH_REPLICAS = "reads on replicas"
 PRIMARIES_ONLY = "primaries only"
+# The peer as the issue that asked for it wrote it (asyncpg's pool as it comes: a reset query
+# after every fetch), and the same without that reset, as c50k releases connections.
+PEERS = {"asyncpg": {}, "asyncpg-no-reset": {"PEER_POOL_RESET": "none"}}
+TARGET_RATIO = 0.9  # c50k's reads at >= 0.9x the throughput of the asyncpg peer.
 SEED_CONCURRENCY = 8  # Below the pool size: waits stay in the semaphore, not the pool.
 
 
@@ -108,68 +117,73 @@ def _bucket_quantile(samples: dict[str, float], quantile: float, count: float) -
     return 0.0
 
 
-async def db(ctx: Context) -> ScenarioResult:
-    connections = ctx.connections or 128
-    workers = ctx.machine.cpus
-    result = ScenarioResult(
-        "db",
-        {
-            "connections": connections,
-            "duration_seconds": ctx.duration_seconds,
-            "shards": 2,
-            "replicas_per_shard": 1,
-            "write_share": 1 / WRITE_EVERY,
-            "items": ITEMS,
-            "cache": "off",
-        },
-    )
-    if "c50k" not in ctx.targets:
-        return result  # The baselines have no database tier to compare.
-    paths = mixed_paths()
-    stack = temporary_stack(StackPlan(shards=2, replicas=1))
-    state = await asyncio.to_thread(stack.__enter__)
-    try:
-        settings = stack_postgres_settings(state)
-        await seed(settings, ITEMS)
-        metrics_port = free_port()
-        env = {
-            "C50K_SETTINGS_FILE": str(state.settings_path.resolve()),
-            "C50K_CACHE_ENABLED": "false",
-            "C50K_UPSTREAM_URL": "",
-            "C50K_METRICS_PORT": str(metrics_port),
-            "C50K_METRICS_FLUSH_INTERVAL_SECONDS": "0.5",
-            "C50K_SERVER_DRAIN_SECONDS": "0",
-            "C50K_LOG_LEVEL": "warning",
-        }
+def cpu_per_request(step: Step) -> str:
+    cpu = step.server.summary(step.connections, step.aggregate.requests)["cpu_us_per_request"]
+    return "-" if cpu is None else f"{cpu / 1000:.3f} ms"
 
-        async def use(target: Target, variant: str, env: dict[str, str]) -> list[Step]:
-            warm = wrk_loads(
-                target, ctx.addresses, WARM_UP_CONNECTIONS, paths,
-                duration=WARM_UP_SECONDS, timeout=WRK_TIMEOUT_SECONDS,
-            )  # fmt: skip
-            await measure(ctx, target, "warm-up", warm)
-            await asyncio.sleep(1.0)  # Every worker has published the warm-up's counts.
-            before = await asyncio.to_thread(scrape, metrics_port)
-            loads = wrk_loads(
-                target, ctx.addresses, connections, paths,
-                duration=ctx.duration_seconds, timeout=WRK_TIMEOUT_SECONDS,
-            )  # fmt: skip
-            step = await measure(
-                ctx, target, f"{variant}, {connections} connections", loads, service=env
+
+def compare(ours: Step, peers: dict[str, Step]) -> None:
+    """c50k's throughput and p99 beside each peer's, and the target against the first."""
+    p99 = ours.aggregate.latency.percentile(99) / 1000
+    for name, theirs in peers.items():
+        ratio = ours.throughput / theirs.throughput if theirs.throughput else 0.0
+        their_p99 = theirs.aggregate.latency.percentile(99) / 1000
+        ours.figures[f"c50k / {name}"] = (
+            f"{ratio:.2f}x throughput; p99 {p99:.1f} ms vs {their_p99:.1f} ms"
+        )
+        if name == next(iter(PEERS)):
+            ours.check(
+                f"reads at >= {TARGET_RATIO}x the {name} peer (target)",
+                ratio >= TARGET_RATIO,
+                f"{ours.throughput:,.0f} vs {theirs.throughput:,.0f} rps ({ratio:.2f}x)",
             )
+
+
+class DbRun:
+    """The steps of one `db` run: each target started on its own, measured, stopped."""
+
+    def __init__(self, ctx: Context, result: ScenarioResult, metrics_port: int) -> None:
+        self.ctx = ctx
+        self.result = result
+        self.metrics_port = metrics_port
+        self.connections = ctx.connections or 128
+        self.workers = ctx.machine.cpus
+
+    async def load(
+        self, target: Target, label: str, paths: list[str], service: dict[str, str] | None = None
+    ) -> Step:
+        ctx = self.ctx
+        warm = wrk_loads(
+            target, ctx.addresses, WARM_UP_CONNECTIONS, paths,
+            duration=WARM_UP_SECONDS, timeout=WRK_TIMEOUT_SECONDS,
+        )  # fmt: skip
+        await measure(ctx, target, "warm-up", warm)
+        loads = wrk_loads(
+            target, ctx.addresses, self.connections, paths,
+            duration=ctx.duration_seconds, timeout=WRK_TIMEOUT_SECONDS,
+        )  # fmt: skip
+        label = f"{label}, {self.connections} connections"
+        step = await measure(ctx, target, label, loads, service=service)
+        common_checks(step, want_no_errors=True)
+        step.figures["CPU per request"] = cpu_per_request(step)
+        return step
+
+    async def c50k(self, label: str, paths: list[str], env: dict[str, str]) -> Step:
+        async def use(target: Target) -> list[Step]:
+            await asyncio.sleep(1.0)  # Every worker has published its start-up counts.
+            before = await asyncio.to_thread(scrape, self.metrics_port)
+            step = await self.load(target, label, paths, service=env)
             await asyncio.sleep(1.0)
-            figures = store_figures(before, await asyncio.to_thread(scrape, metrics_port))
-            reads = figures["primary"] + figures["replica"]
-            step.figures = {
-                "reads served by replicas": f"{figures['replica']:.0f} of {reads:.0f} "
-                f"({100 * figures['replica'] / reads if reads else 0:.1f}%)",
-                "reads served by primaries": f"{figures['primary']:.0f}",
+            figures = store_figures(before, await asyncio.to_thread(scrape, self.metrics_port))
+            served = figures["primary"] + figures["replica"]
+            step.figures |= {
+                "reads served by replicas": f"{figures['replica']:.0f} of {served:.0f} "
+                f"({100 * figures['replica'] / served if served else 0:.1f}%)",
                 "pool checkouts": f"{figures['checkouts']:.0f}",
                 "mean pool wait": f"{figures['wait_mean_ms']:.3f} ms",
+                "pool wait p99 (bucket)": f"{figures['wait_p99_ms']:g} ms",
             }
-            step.figures["pool wait p99 (bucket)"] = f"{figures['wait_p99_ms']:g} ms"
-            common_checks(step, want_no_errors=True)
-            if variant == WITH_REPLICAS:
+            if label.startswith(WITH_REPLICAS):
                 step.check(
                     "replicas serve reads",
                     figures["replica"] > 0,
@@ -177,21 +191,73 @@ async def db(ctx: Context) -> ScenarioResult:
                 )
             return [step]
 
-        # The same shards without their replicas (the environment overrides the settings
-        # file): what reading from replicas changes, side by side in one run.
-        primaries_only = orjson.dumps(
-            [{"primary": shard.primary, "replicas": []} for shard in settings.shards]
-        ).decode()
+        start = partial(
+            start_c50k, self.ctx.step_dir("c50k", label.replace(" ", "-")), free_port(),
+            self.ctx.addresses, self.workers, env,
+        )  # fmt: skip
+        return self._add(await with_target(start, use))
+
+    async def peer(self, name: str, label: str, dsn: str, paths: list[str]) -> Step:
+        async def use(target: Target) -> list[Step]:
+            target.name = name
+            return [await self.load(target, label, paths)]
+
+        start = partial(
+            start_asyncpg_peer, self.ctx.step_dir(name, label.replace(" ", "-")), free_port(),
+            self.ctx.addresses, dsn, baselines_dir=self.ctx.baselines_dir, workers=self.workers,
+            env=PEERS[name],
+        )  # fmt: skip
+        return self._add(await with_target(start, use))
+
+    def _add(self, steps: list[Step]) -> Step:
+        self.result.steps += steps
+        return steps[0]
+
+
+async def db(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(
+        "db",
+        {
+            "connections": ctx.connections or 128,
+            "duration_seconds": ctx.duration_seconds,
+            "shards": 1,
+            "replicas_per_shard": 1,
+            "workers": ctx.machine.cpus,
+            "write_share_of_mixed_step": 1 / WRITE_EVERY,
+            "items": ITEMS,
+            "cache": "off",
+        },
+    )
+    if "c50k" not in ctx.targets:
+        return result  # The baselines have no database tier to compare.
+    reads = [f"/items/{i}" for i in range(1, ITEMS + 1)]
+    stack = temporary_stack(StackPlan(shards=1, replicas=1))
+    state = await asyncio.to_thread(stack.__enter__)
+    try:
+        settings = stack_postgres_settings(state)
+        await seed(settings, ITEMS)
+        run = DbRun(ctx, result, free_port())
+        env = {
+            "C50K_SETTINGS_FILE": str(state.settings_path.resolve()),
+            "C50K_CACHE_ENABLED": "false",
+            "C50K_UPSTREAM_URL": "",
+            "C50K_METRICS_PORT": str(run.metrics_port),
+            "C50K_METRICS_FLUSH_INTERVAL_SECONDS": "0.5",
+            "C50K_SERVER_DRAIN_SECONDS": "0",
+            "C50K_LOG_LEVEL": "warning",
+        }
+        shard = settings.shards[0]
+        # The same shard without its replica (the environment overrides the settings file).
+        primary_only = orjson.dumps([{"primary": shard.primary, "replicas": []}]).decode()
         variants = [
-            (WITH_REPLICAS, env),
-            (PRIMARIES_ONLY, {**env, "C50K_POSTGRES_SHARDS": primaries_only}),
+            (PRIMARIES_ONLY, shard.primary, {**env, "C50K_POSTGRES_SHARDS": primary_only}),
+            (WITH_REPLICAS, shard.replicas[0], env),
         ]
-        for variant, variant_env in variants:
-            start = partial(
-                start_c50k, ctx.step_dir("c50k", variant.replace(" ", "-")), free_port(),
-                ctx.addresses, workers, variant_env,
-            )  # fmt: skip
-            result.steps += await with_target(start, partial(use, variant=variant, env=variant_env))
+        for variant, dsn, variant_env in variants:
+            label = f"{variant}, reads"
+            ours = await run.c50k(label, reads, variant_env)
+            compare(ours, {name: await run.peer(name, label, dsn, reads) for name in PEERS})
+        await run.c50k(f"{WITH_REPLICAS}, 10% writes", mixed_paths(), env)
     finally:
         await asyncio.to_thread(stack.__exit__, None, None, None)
     return result

@@ -47,8 +47,10 @@ SCENARIOS = (
              "cached reads with and without Redis", external=False),
     Scenario("stampede", "c50k.bench.cache_scenarios:stampede",
              "thousands of connections on one cold id", external=False),
-    Scenario("db", "c50k.bench.database:db", "the data tier alone: shards and replicas",
-             external=False),
+    Scenario("db", "c50k.bench.database:db",
+             "the data tier alone, beside a raw asyncpg peer", external=False),
+    Scenario("db-mixed", "c50k.bench.database_mixed:db_mixed",
+             "50,000 connections on PostgreSQL, 5% cold reads", external=False),
 )  # fmt: skip
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 

@@ -119,6 +119,7 @@ def _start_baseline(
     *,
     baselines_dir: Path,
     options: Sequence[str],
+    env: Mapping[str, str] | None = None,
 ) -> Target:
     binds = [arg for address in addresses for arg in ("-b", f"{address}:{port}")]
     argv = [sys.executable, "-m", "gunicorn", "--chdir", str(baselines_dir)]
@@ -126,7 +127,7 @@ def _start_baseline(
     # Not a serving setting: gunicorn 24+ opens a control socket at one path in $HOME,
     # which targets running side by side would fight over.
     argv += ["--no-control-socket", f"{module}:app"]
-    environment = {**os.environ, "UPSTREAM_URL": upstream_template}
+    environment = {**os.environ, "UPSTREAM_URL": upstream_template, **(env or {})}
     return _start(module, argv, workdir, port, addresses, env=environment)
 
 
@@ -171,6 +172,30 @@ def start_straightforward(
         upstream_template,
         baselines_dir=baselines_dir,
         options=["-w", str(count), "--keep-alive", "75"],
+    )
+
+
+def start_asyncpg_peer(
+    workdir: Path,
+    port: int,
+    addresses: list[str],
+    dsn: str,
+    *,
+    baselines_dir: Path,
+    workers: int,
+    env: Mapping[str, str] | None = None,
+) -> Target:
+    """bench/baselines/asyncpg_peer.py reading the server at `dsn`: the db scenario's peer at
+    the driver's own speed, under the same gunicorn and uvicorn worker as c50k."""
+    return _start_baseline(
+        "asyncpg_peer",
+        workdir,
+        port,
+        addresses,
+        "",
+        baselines_dir=baselines_dir,
+        options=["-w", str(workers)],
+        env={"PEER_DSN": dsn, **(env or {})},
     )
 
 

@@ -12,7 +12,7 @@ def build_store(settings: Settings) -> ItemStore:
     if settings.store.backend == "memory":
         return MemoryStore()
     if settings.store.backend == "postgres":
-        from c50k.store.postgres import PostgresStore  # noqa: PLC0415 -- SQLAlchemy only when used.
+        from c50k.store.postgres import PostgresStore  # noqa: PLC0415 -- asyncpg only when used.
 
         # Each worker opens its own pools: the budget check counts them all.
         return PostgresStore(settings.postgres, workers=settings.server.workers)

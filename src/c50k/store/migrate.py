@@ -14,11 +14,17 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from c50k.settings import PostgresSettings
-from c50k.store.postgres import engine_url, server_name
 from c50k.store.routing import parse_lsn
+from c50k.store.servers import server_name
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 STATUS_TIMEOUT_SECONDS = 3.0
+
+
+def engine_url(dsn: str) -> str:
+    """postgresql://... as SQLAlchemy's asyncpg URL (Alembic runs on SQLAlchemy)."""
+    _scheme, _, rest = dsn.partition("://")
+    return f"postgresql+asyncpg://{rest}"
 
 
 def alembic_config(dsn: str) -> Config:
