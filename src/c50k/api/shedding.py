@@ -24,8 +24,9 @@ The rules:
   every request answered during one interval spent at least the target in the worker (CoDel's
   test, on the whole time in the worker: see WorkLimit), the limit falls by a fifth, but never
   below what the worker answers within the target at its present rate; otherwise, while the
-  limit is in use, it grows by a tenth; after `RELEASE_WINDOWS` quiet intervals it is lifted. Beyond the limit the door refuses, and while
-  it holds, requests that waited past the target to start are shed.
+  limit is in use, it grows by a tenth; after `RELEASE_WINDOWS` quiet intervals it is lifted.
+  Beyond the limit the door refuses, and while it holds, requests that waited past the target
+  to start are shed.
 A worker whose memory passes its limit refuses at the door too until it falls back below.
 Refusals are JSON 503s with Retry-After; /health and /ready are never refused.
 """
