@@ -19,7 +19,7 @@ from uvicorn.server import ServerState
 
 from c50k.api.responses import WHOLE_RESPONSE
 from c50k.api.shedding import Admission, QueuePolicy
-from c50k.runtime.protocol import C50kHttpToolsProtocol
+from c50k.runtime.protocol import C50kHttpToolsProtocol, LazyFlowControl
 from c50k.runtime.worker import DrainingServer
 
 WAIT_SECONDS = 10.0
@@ -249,3 +249,14 @@ async def test_pipelined_requests_are_answered_in_order_one_write_each() -> None
         "/items/1",
         "/items/2",
     ]
+
+
+async def test_lazy_flow_control_makes_writers_wait_only_while_paused() -> None:
+    flow = LazyFlowControl(RecordingTransport())
+    await asyncio.wait_for(flow.drain(), WAIT_SECONDS)  # Never paused: no wait, no event.
+    flow.pause_writing()
+    waiting = asyncio.ensure_future(flow.drain())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    flow.resume_writing()
+    await asyncio.wait_for(waiting, WAIT_SECONDS)
